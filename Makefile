@@ -1,0 +1,94 @@
+# optvq — build, test, install.
+#   make              library (static + shared) and the optvq CLI, in build/
+#   make demo         the main job on built-in defaults
+#   make check        every test (installs missing Debian packages first)
+#   make check-asan   the tests under AddressSanitizer + UBSan (build-asan/)
+#   make bench        benchmarks (bench/README.md)
+#   make install PREFIX=/usr/local
+PREFIX ?= /usr/local
+BUILD ?= build
+ARCH ?= -march=native
+OPT ?= -O2
+SAN ?=
+CC ?= cc
+CXX ?= c++
+
+PKGS := cairo libpng
+CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
+CFLAGS += -std=c11 $(OPT) -g $(ARCH) -fopenmp -fPIC -Wall -Wextra $(SAN) \
+          $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS += -fopenmp $(SAN)
+LIB_LIBS := -lopenblas -lm
+CLI_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lgif
+
+LIB_SRC := $(wildcard src/core/*.c src/io/*.c src/quant/*.c src/nn/*.c src/model/*.c src/train/*.c src/eval/*.c)
+CLI_SRC := $(wildcard src/cli/*.c src/viz/*.c)
+TEST_SRC := $(wildcard tests/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
+DEPS := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+
+SONAME := liboptvq.so.0
+VERSION := 0.1.0
+
+.PHONY: all deps demo check check-asan test bench install uninstall clean
+all: $(BUILD)/liboptvq.a $(BUILD)/$(SONAME) $(BUILD)/optvq $(BUILD)/optvq.pc
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/liboptvq.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/$(SONAME): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ $(LIB_LIBS)
+	ln -sf $(SONAME) $(BUILD)/liboptvq.so
+
+$(BUILD)/optvq: $(CLI_OBJ) $(BUILD)/liboptvq.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/liboptvq.a $(CLI_LIBS) $(LIB_LIBS)
+
+$(BUILD)/optvq.pc: optvq.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+$(BUILD)/run_tests: $(TEST_OBJ) $(BUILD)/liboptvq.a
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/liboptvq.a $(LIB_LIBS)
+
+# The main job on built-in defaults.
+demo: deps all
+	$(BUILD)/optvq demo
+
+# The whole test suite: unit + parity tests, then the CLI tests.
+check: deps all $(BUILD)/run_tests
+	OPTVQ_BIN=$(BUILD)/optvq tests/run.sh $(BUILD)
+
+test: check
+
+check-asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
+
+bench: all
+	$(MAKE) -C bench BUILD=../$(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include/optvq $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/optvq/*.h $(DESTDIR)$(PREFIX)/include/optvq/
+	install -m 644 $(BUILD)/liboptvq.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/$(SONAME) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/liboptvq.so
+	install -m 644 $(BUILD)/optvq.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 755 $(BUILD)/optvq $(DESTDIR)$(PREFIX)/bin/
+
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/include/optvq $(DESTDIR)$(PREFIX)/lib/liboptvq.* \
+	       $(DESTDIR)$(PREFIX)/lib/pkgconfig/optvq.pc $(DESTDIR)$(PREFIX)/bin/optvq
+
+clean:
+	rm -rf build build-asan
+
+-include $(DEPS)

@@ -1,0 +1,192 @@
+/*
+ * optvq.h — public C API of liboptvq.
+ *
+ * OptVQ: vector quantization by entropic optimal transport (Sinkhorn-Knopp)
+ * over the whole batch, so that every code receives mass and none dies.
+ *
+ * Conventions
+ *   - Every function that can fail returns an optvq_status; on failure
+ *     optvq_last_error() holds a one-line message (thread-local).
+ *   - The library never aborts, exits or prints.
+ *   - Handles are opaque: optvq_X_create() / optvq_X_free().
+ *   - Arrays are float32, C order. Image-like tensors are NCHW.
+ *   - Backward passes ACCUMULATE (+=) into gradient buffers; zero them first.
+ */
+#ifndef OPTVQ_H
+#define OPTVQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OPTVQ_VERSION_MAJOR 0
+#define OPTVQ_VERSION_MINOR 1
+#define OPTVQ_VERSION_PATCH 0
+
+typedef enum optvq_status {
+    OPTVQ_OK = 0,
+    OPTVQ_ERR_INVALID_ARG = 1, /* a size, pointer or option is wrong        */
+    OPTVQ_ERR_NOMEM = 2,       /* an allocation failed or would be absurd   */
+    OPTVQ_ERR_IO = 3,          /* a file could not be opened/read/written   */
+    OPTVQ_ERR_FORMAT = 4,      /* a file is malformed or of the wrong kind  */
+    OPTVQ_ERR_NUMERIC = 5,     /* NaN/Inf met where a finite value is needed */
+    OPTVQ_ERR_STATE = 6        /* call out of order (e.g. backward first)   */
+} optvq_status;
+
+const char *optvq_version(void);
+const char *optvq_status_string(optvq_status status);
+/* Message of the last failure on this thread ("" when none). */
+const char *optvq_last_error(void);
+/* Threads used by the library's parallel loops (0 = all cores). */
+void optvq_set_num_threads(int num_threads);
+int optvq_get_num_threads(void);
+
+/* ------------------------------------------------------------------------ */
+/* Quantizer                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef enum optvq_assign {
+    OPTVQ_ASSIGN_SINKHORN = 0, /* optimal transport over the batch (OptVQ)  */
+    OPTVQ_ASSIGN_NEAREST = 1   /* nearest code (vanilla VQ baseline)        */
+} optvq_assign;
+
+typedef enum optvq_normalize {
+    OPTVQ_NORMALIZE_ALL = 0,  /* (D - mean) / (std + 1e-6), then - min       */
+    OPTVQ_NORMALIZE_DIM = 1,  /* D / sqrt(code_dim)                           */
+    OPTVQ_NORMALIZE_NULL = 2  /* D unchanged                                  */
+} optvq_normalize;
+
+typedef enum optvq_loss {
+    OPTVQ_LOSS_L2 = 0,
+    OPTVQ_LOSS_L1 = 1,
+    OPTVQ_LOSS_CE = 2
+} optvq_loss;
+
+typedef enum optvq_reduce_op {
+    OPTVQ_REDUCE_SUM = 0,
+    OPTVQ_REDUCE_MAX = 1
+} optvq_reduce_op;
+
+/* Reduce `count` doubles in place across processes (data-parallel Sinkhorn:
+ * the total mass, the per-code sums and N; MAX is used by the log-domain
+ * mode). Return 0 on success. NULL in the config means one process. */
+typedef int (*optvq_allreduce_fn)(double *values, size_t count, optvq_reduce_op op, void *ctx);
+
+typedef struct optvq_quantizer_config {
+    int64_t n_e;              /* number of codes                      (1024) */
+    int64_t e_dim;            /* channels of the features               (256) */
+    int64_t num_head;         /* heads sharing one codebook; e_dim % h == 0 */
+    optvq_assign assign;      /*                                   SINKHORN */
+    optvq_normalize normalize;/*                                        ALL */
+    optvq_loss loss;          /*                                         L2 */
+    float beta;               /* weight of the codebook term           0.25 */
+    float epsilon;            /* Sinkhorn inverse temperature            10 */
+    int n_iters;              /* Sinkhorn iterations                      5 */
+    int use_proj;             /* codebook = E W^T + b                     1 */
+    int log_domain;           /* stabilised Sinkhorn, never underflows    0 */
+    size_t workspace_bytes;   /* cap on the N x n_e matrix (0 = 512 MiB)   */
+    optvq_allreduce_fn allreduce; /* NULL: single process                  */
+    void *allreduce_ctx;
+} optvq_quantizer_config;
+
+/* Fills the defaults above (the shipped configs' values). */
+void optvq_quantizer_config_default(optvq_quantizer_config *config);
+
+typedef struct optvq_quantizer optvq_quantizer;
+
+typedef enum optvq_param {
+    OPTVQ_PARAM_EMBEDDING = 0,   /* (n_e, code_dim)       quantize.embedding.weight */
+    OPTVQ_PARAM_PROJ_WEIGHT = 1, /* (code_dim, code_dim)  quantize.proj.weight      */
+    OPTVQ_PARAM_PROJ_BIAS = 2    /* (code_dim)            quantize.proj.bias        */
+} optvq_param;
+
+/* Parameters are initialised as PyTorch does (embedding N(0,1), proj weight
+ * N(0, code_dim^-1/2), proj bias U(+-code_dim^-1/2)) from `seed`. */
+optvq_status optvq_quantizer_create(const optvq_quantizer_config *config, uint64_t seed,
+                                    optvq_quantizer **out);
+void optvq_quantizer_free(optvq_quantizer *q);
+const optvq_quantizer_config *optvq_quantizer_get_config(const optvq_quantizer *q);
+
+/* Parameter and gradient storage (owned by q). *count receives the element
+ * count. NULL when the parameter does not exist (projection off). */
+float *optvq_quantizer_param(optvq_quantizer *q, optvq_param which, int64_t *count);
+float *optvq_quantizer_grad(optvq_quantizer *q, optvq_param which, int64_t *count);
+void optvq_quantizer_zero_grad(optvq_quantizer *q);
+
+/* Forward pass.
+ *   x        (batch, e_dim, height, width)   features, NCHW; a (N, e_dim)
+ *                                            matrix is batch=N, height=width=1
+ *   x_q      (batch, e_dim, height, width)   quantized (straight-through) output
+ *   indices  (batch, num_head, height, width) chosen codes (may be NULL)
+ *   loss     scalar quantizer loss            (may be NULL)
+ * The state needed by backward is kept inside q until the next forward. */
+optvq_status optvq_quantizer_forward(optvq_quantizer *q, const float *x, int64_t batch,
+                                     int64_t height, int64_t width, float *x_q,
+                                     int64_t *indices, float *loss);
+
+/* Backward pass of  loss_weight * loss + sum(x_q * grad_xq).
+ *   grad_xq  (batch, e_dim, height, width) or NULL (no gradient from x_q)
+ *   grad_x   (batch, e_dim, height, width) accumulated (may be NULL)
+ * Parameter gradients are accumulated into optvq_quantizer_grad(). */
+optvq_status optvq_quantizer_backward(optvq_quantizer *q, const float *grad_xq,
+                                      float loss_weight, float *grad_x);
+
+/* The effective codebook (n_e, code_dim): E W^T + b, or E. */
+optvq_status optvq_quantizer_codebook(optvq_quantizer *q, float *codebook);
+
+/* indices (batch, num_head, height, width) -> x_q (batch, e_dim, height, width).
+ * Equals the x_q of the forward pass that produced the indices, exactly. */
+optvq_status optvq_quantizer_decode(optvq_quantizer *q, const int64_t *indices,
+                                    int64_t batch, int64_t height, int64_t width,
+                                    float *x_q);
+
+typedef struct optvq_usage {
+    int64_t n_e;
+    int64_t codes_used;     /* codes chosen at least once                  */
+    int64_t dead_codes;     /* n_e - codes_used                            */
+    double fraction_used;   /* codes_used / n_e                            */
+    double perplexity;      /* exp(entropy of the code histogram)          */
+} optvq_usage;
+
+/* Usage statistics of `count` indices into a codebook of n_e codes. */
+optvq_status optvq_usage_compute(const int64_t *indices, int64_t count, int64_t n_e,
+                                 optvq_usage *usage);
+
+/* ------------------------------------------------------------------------ */
+/* NumPy .npy arrays                                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef enum optvq_dtype {
+    OPTVQ_F32 = 0,
+    OPTVQ_F64 = 1,
+    OPTVQ_I32 = 2,
+    OPTVQ_I64 = 3
+} optvq_dtype;
+
+#define OPTVQ_MAX_DIMS 8
+
+typedef struct optvq_array {
+    optvq_dtype dtype;
+    int ndim;
+    int64_t shape[OPTVQ_MAX_DIMS];
+    void *data; /* C order, native little-endian; free with optvq_array_free */
+} optvq_array;
+
+int64_t optvq_array_numel(const optvq_array *a);
+/* Reads a .npy file (float32/float64/int32/int64, C order, little-endian). */
+optvq_status optvq_npy_read(const char *path, optvq_array *out);
+/* Converts in place to float32 / int64. */
+optvq_status optvq_array_to_f32(optvq_array *a);
+optvq_status optvq_array_to_i64(optvq_array *a);
+/* Writes atomically (temporary file, fsync, rename). */
+optvq_status optvq_npy_write(const char *path, optvq_dtype dtype, int ndim,
+                             const int64_t *shape, const void *data);
+void optvq_array_free(optvq_array *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* OPTVQ_H */

@@ -1,0 +1,49 @@
+/* optvq — command-line entry point: dispatches to subcommands. */
+#include "cli/commands.h"
+#include "optvq/optvq.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"demo", cmd_demo, "the main job: the toy picture of vanilla VQ vs OptVQ"},
+    {"toy", cmd_toy, "2-D toy: vanilla VQ and OptVQ side by side (GIF + PNG)"},
+    {"quantize", cmd_quantize, "quantize features from .npy files (forward, loss, gradients)"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: optvq [--version] [--help] COMMAND [ARGS]\n\n"
+            "OptVQ: optimal-transport vector quantization, in C.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'optvq COMMAND --help' for the options of one command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("optvq %s\n", optvq_version());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "optvq: unknown command '%s' (see 'optvq --help')\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,20 @@
+/* Files that appear complete or not at all: write to "<path>.tmp.<pid>",
+ * fsync, then rename over the destination. */
+#ifndef OPTVQ_CORE_ATOMIC_FILE_H
+#define OPTVQ_CORE_ATOMIC_FILE_H
+#include <stdio.h>
+#include "optvq/optvq.h"
+
+typedef struct optvq_atomic_file {
+    FILE *fp;
+    char final_path[4096];
+    char temp_path[4200];
+} optvq_atomic_file;
+
+optvq_status optvq_atomic_open(optvq_atomic_file *f, const char *path);
+/* Flushes, fsyncs and renames; on any failure removes the temporary file. */
+optvq_status optvq_atomic_commit(optvq_atomic_file *f);
+/* Discards the temporary file (after an error). */
+void optvq_atomic_abort(optvq_atomic_file *f);
+
+#endif

@@ -1,0 +1,40 @@
+#include "core/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static _Thread_local char last_error[512];
+
+optvq_status optvq_fail(optvq_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void optvq_clear_error(void) { last_error[0] = '\0'; }
+
+const char *optvq_last_error(void) { return last_error; }
+
+const char *optvq_status_string(optvq_status status)
+{
+    switch (status) {
+    case OPTVQ_OK: return "ok";
+    case OPTVQ_ERR_INVALID_ARG: return "invalid argument";
+    case OPTVQ_ERR_NOMEM: return "out of memory";
+    case OPTVQ_ERR_IO: return "I/O error";
+    case OPTVQ_ERR_FORMAT: return "malformed input";
+    case OPTVQ_ERR_NUMERIC: return "non-finite value";
+    case OPTVQ_ERR_STATE: return "call out of order";
+    }
+    return "unknown status";
+}
+
+#define STR2(x) #x
+#define STR(x) STR2(x)
+const char *optvq_version(void)
+{
+    return STR(OPTVQ_VERSION_MAJOR) "." STR(OPTVQ_VERSION_MINOR) "." STR(OPTVQ_VERSION_PATCH);
+}

@@ -1,0 +1,27 @@
+/* Euclidean distances between vectors and codes, a block of rows at a time,
+ * computed as torch.cdist does on CPU for p=2 (the matrix-multiply form):
+ * D[i,k] = sqrt(max(|x_i|^2 + |c_k|^2 - 2 x_i.c_k, 0)). */
+#ifndef OPTVQ_QUANT_DISTANCE_H
+#define OPTVQ_QUANT_DISTANCE_H
+#include <stdint.h>
+
+typedef struct dist_ctx {
+    const float *x;   /* (N, d)     vectors                              */
+    const float *xn;  /* (N)        squared norms of the vectors         */
+    const float *cb;  /* (n_e, d)   codebook                             */
+    const float *cbT; /* (d, n_e)   codebook transposed (small-d kernel) */
+    const float *cn;  /* (n_e)      squared norms of the codes           */
+    int64_t N, n_e, d;
+} dist_ctx;
+
+/* Squared norms of `n` rows of length d. */
+void dist_sqnorms(float *out, const float *rows, int64_t n, int64_t d);
+/* out (rows, n_e) = distances of vectors i0 .. i0+rows-1 to every code.
+ * Calls single-threaded BLAS; safe inside parallel regions. */
+void dist_rows(const dist_ctx *c, int64_t i0, int64_t rows, float *out);
+/* out (rows, nk) = distances of vectors i0.. to codes k0 .. k0+nk-1. */
+void dist_rows_codes(const dist_ctx *c, int64_t i0, int64_t rows, int64_t k0, int64_t nk, float *out);
+/* Reference kernel: plain loops in double, for tests. */
+void dist_rows_naive(const dist_ctx *c, int64_t i0, int64_t rows, float *out);
+
+#endif
