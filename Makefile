@@ -15,7 +15,7 @@ CXX ?= c++
 
 PKGS := cairo libpng
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
-CFLAGS += -std=c11 $(OPT) -g $(ARCH) -fopenmp -fPIC -Wall -Wextra $(SAN) \
+CFLAGS += -std=c11 $(OPT) -g $(ARCH) -fopenmp -fno-math-errno -fPIC -Wall -Wextra $(SAN) \
           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += -fopenmp $(SAN)
 LIB_LIBS := -lopenblas -lm

@@ -33,3 +33,8 @@ int optvq_threads(void)
 }
 
 void optvq_blas_single_threaded(void) { openblas_set_num_threads(1); }
+
+int optvq_threads_for(double work)
+{
+    return work < 2e5 ? 1 : optvq_threads();
+}

@@ -8,6 +8,9 @@
 int optvq_threads(void);
 /* Call once before issuing cblas calls from inside parallel regions. */
 void optvq_blas_single_threaded(void);
+/* Threads worth using for `work` elementary operations: 1 below a size where
+ * waking threads costs more than it saves. */
+int optvq_threads_for(double work);
 /* Number of cores. */
 int optvq_cores(void);
 

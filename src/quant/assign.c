@@ -8,6 +8,9 @@
 #include <omp.h>
 #endif
 #include <float.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,13 +188,47 @@ static optvq_status compute_norm(sk_run *r, int fill_matrix)
 static int64_t argmax_scaled_f(const float *row, int64_t n, float scale)
 {
     float best = -INFINITY;
-#pragma omp simd reduction(max : best)
-    for (int64_t k = 0; k < n; k++)
-        best = fmaxf(best, row[k] * scale);
-    for (int64_t k = 0; k < n; k++)
-        if (row[k] * scale == best)
-            return k;
-    return 0;
+    int64_t best_k = 0, k = 0;
+#if defined(__AVX2__)
+    if (n >= 8) {
+        /* per lane: first maximum of its column of the row; then the smallest
+         * index among the lanes holding the overall maximum */
+        const __m256 s = _mm256_set1_ps(scale);
+        __m256 vbest = _mm256_set1_ps(-INFINITY);
+        __m256i vidx = _mm256_setzero_si256(), cur = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256i step = _mm256_set1_epi32(8);
+        for (; k + 8 <= n; k += 8) {
+            __m256 v = _mm256_mul_ps(_mm256_loadu_ps(row + k), s);
+            __m256 gt = _mm256_cmp_ps(v, vbest, _CMP_GT_OQ);
+            vbest = _mm256_blendv_ps(vbest, v, gt);
+            vidx = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(vidx), _mm256_castsi256_ps(cur), gt));
+            cur = _mm256_add_epi32(cur, step);
+        }
+        float lanes[8];
+        int32_t idx[8];
+        _mm256_storeu_ps(lanes, vbest);
+        _mm256_storeu_si256((__m256i *)idx, vidx);
+        best_k = -1;
+        for (int l = 0; l < 8; l++)
+            if (best_k < 0 || lanes[l] > best || (lanes[l] == best && idx[l] < best_k)) {
+                best = lanes[l];
+                best_k = idx[l];
+            }
+        if (!(best > -INFINITY)) { /* all -inf (or NaN): fall back to the scalar scan */
+            best = -INFINITY;
+            best_k = 0;
+            k = 0;
+        }
+    }
+#endif
+    for (; k < n; k++) {
+        float v = row[k] * scale;
+        if (v > best) {
+            best = v;
+            best_k = k;
+        }
+    }
+    return best_k;
 }
 
 static int64_t argmax_product(const float *row, const double *u, int64_t n)
@@ -199,7 +236,10 @@ static int64_t argmax_product(const float *row, const double *u, int64_t n)
     double best = -INFINITY;
 #pragma omp simd reduction(max : best)
     for (int64_t k = 0; k < n; k++)
-        best = fmax(best, (double)row[k] * u[k]);
+        {
+        double v = (double)row[k] * u[k];
+        best = v > best ? v : best;
+    }
     for (int64_t k = 0; k < n; k++)
         if ((double)row[k] * u[k] == best)
             return k;
@@ -211,7 +251,10 @@ static int64_t argmax_sum(const float *row, const double *f, int64_t n)
     double best = -INFINITY;
 #pragma omp simd reduction(max : best)
     for (int64_t k = 0; k < n; k++)
-        best = fmax(best, (double)row[k] + f[k]);
+        {
+        double v = (double)row[k] + f[k];
+        best = v > best ? v : best;
+    }
     for (int64_t k = 0; k < n; k++)
         if ((double)row[k] + f[k] == best)
             return k;
@@ -531,7 +574,10 @@ static optvq_status sinkhorn_log(sk_run *r, double *colpart, double *lc, double 
                     double zmax = -INFINITY;
 #pragma omp simd reduction(max : zmax)
                     for (int64_t k = 0; k < n_e; k++)
-                        zmax = fmax(zmax, (double)row[k] + f[k]);
+                        {
+                        double v = (double)row[k] + f[k];
+                        zmax = v > zmax ? v : zmax;
+                    }
                     double s = 0;
                     if (zmax > -INFINITY)
                         for (int64_t k = 0; k < n_e; k++)
@@ -558,7 +604,7 @@ optvq_status sk_assign(const dist_ctx *dc, const sk_params *p, sk_workspace *ws,
     r.N = dc->N;
     r.n_e = dc->n_e;
     r.rb = row_blocks_for(r.N, r.n_e);
-    r.threads = optvq_threads();
+    r.threads = optvq_threads_for((double)r.N * (double)r.n_e * 8);
     r.src = p->log_domain ? SRC_L : SRC_K;
     r.N_global = (double)r.N;
     if (reduce(p, &r.N_global, 1, OPTVQ_REDUCE_SUM))
@@ -635,7 +681,7 @@ optvq_status nearest_assign(const dist_ctx *dc, int64_t *indices)
 {
     const int64_t n_e = dc->n_e;
     row_blocks rb = row_blocks_for(dc->N, n_e);
-    const int threads = optvq_threads();
+    const int threads = optvq_threads_for((double)dc->N * (double)n_e * (double)dc->d);
     float *bufs = malloc((size_t)threads * (size_t)(rb.chunk_rows * n_e) * sizeof(float));
     if (!bufs)
         return optvq_fail(OPTVQ_ERR_NOMEM, "nearest: out of memory");

@@ -223,7 +223,7 @@ static optvq_status check_shape(const optvq_quantizer *q, int64_t batch, int64_t
 /* x (B, C, H, W) -> xv (N, d) with vectors ordered (b, y, x, head). */
 static void to_vectors(float *xv, const float *x, int64_t B, int64_t C, int64_t H, int64_t W)
 {
-#pragma omp parallel for collapse(2) schedule(static) num_threads(optvq_threads())
+#pragma omp parallel for collapse(2) schedule(static) num_threads(optvq_threads_for((double)B * C * H * W))
     for (int64_t b = 0; b < B; b++)
         for (int64_t c = 0; c < C; c++)
             for (int64_t y = 0; y < H; y++)
@@ -234,7 +234,7 @@ static void to_vectors(float *xv, const float *x, int64_t B, int64_t C, int64_t 
 /* The inverse: rows (N, d) -> out (B, C, H, W), out = rows or out += rows. */
 static void from_vectors(float *out, const float *rows, int64_t B, int64_t C, int64_t H, int64_t W, int accumulate)
 {
-#pragma omp parallel for collapse(2) schedule(static) num_threads(optvq_threads())
+#pragma omp parallel for collapse(2) schedule(static) num_threads(optvq_threads_for((double)B * C * H * W))
     for (int64_t b = 0; b < B; b++)
         for (int64_t c = 0; c < C; c++)
             for (int64_t y = 0; y < H; y++)
@@ -252,7 +252,7 @@ static void gather_codes(float *x_q, const float *cb, const int64_t *idx, int64_
                          int64_t W)
 {
     const int64_t C = d * h;
-#pragma omp parallel for collapse(2) schedule(static) num_threads(optvq_threads())
+#pragma omp parallel for collapse(2) schedule(static) num_threads(optvq_threads_for((double)B * C * H * W))
     for (int64_t b = 0; b < B; b++)
         for (int64_t c = 0; c < C; c++)
             for (int64_t y = 0; y < H; y++)
@@ -286,10 +286,11 @@ static double ce_loss(const optvq_quantizer *q, const dist_ctx *dc)
     const int64_t n_e = dc->n_e;
     row_blocks rb = row_blocks_for(dc->N, n_e);
     double part[64] = {0};
-    float *bufs = malloc((size_t)optvq_threads() * (size_t)(rb.chunk_rows * n_e) * sizeof(float));
+    const int threads = optvq_threads_for((double)dc->N * (double)n_e * (double)dc->d);
+    float *bufs = malloc((size_t)threads * (size_t)(rb.chunk_rows * n_e) * sizeof(float));
     if (!bufs)
         return NAN;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(optvq_threads())
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t b = 0; b < rb.num_blocks; b++) {
 #ifdef _OPENMP
         float *buf = bufs + (size_t)omp_get_thread_num() * (size_t)(rb.chunk_rows * n_e);
@@ -409,7 +410,7 @@ static optvq_status ce_backward(optvq_quantizer *q, float w, float *gxv, float *
     dist_ctx dc;
     fill_dist_ctx(q, &dc);
     const int64_t N = q->N, n_e = q->cfg.n_e, d = q->d;
-    const int threads = optvq_threads();
+    const int threads = optvq_threads_for((double)N * (double)n_e * (double)d);
     const int64_t R = 64, KB = 256;
     const size_t per_thread = (size_t)(R * (n_e > KB ? n_e : KB)) * 2;
     float *bufs = malloc((size_t)threads * per_thread * sizeof(float));
