@@ -66,15 +66,21 @@ static int expect_shape(const char *path, const optvq_array *a, int ndim, const 
     return 0;
 }
 
+/* Outputs written so far, removed again if a later one fails: a run leaves
+ * all of its files or none. */
+static char written[8][4096];
+static int n_written;
+
 static int write_npy(const char *dir, const char *name, optvq_dtype t, int ndim, const int64_t *shape,
                      const void *data)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *path = written[n_written];
+    snprintf(path, sizeof written[0], "%s/%s", dir, name);
     if (optvq_npy_write(path, t, ndim, shape, data) != OPTVQ_OK) {
         fprintf(stderr, "optvq quantize: %s\n", optvq_last_error());
         return -1;
     }
+    n_written++;
     return 0;
 }
 
@@ -229,6 +235,9 @@ int cmd_quantize(int argc, char **argv)
                (long long)u.dead_codes, u.perplexity, (double)loss);
     rc = 0;
 done:
+    if (rc != 0)
+        while (n_written > 0)
+            remove(written[--n_written]);
     optvq_array_free(&x);
     optvq_array_free(&e);
     optvq_array_free(&w);
