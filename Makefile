@@ -65,7 +65,7 @@ demo: deps all
 
 # The whole test suite: unit + parity tests, then the CLI tests.
 check: deps all $(BUILD)/run_tests
-	OPTVQ_BIN=$(BUILD)/optvq tests/run.sh $(BUILD)
+	OPTVQ_BIN=$(BUILD)/optvq OPTVQ_CFLAGS="$(SAN)" tests/run.sh $(BUILD)
 
 test: check
 
