@@ -25,8 +25,9 @@ row_blocks row_blocks_for(int64_t N, int64_t n_e)
     if (b.block_rows < 16)
         b.block_rows = 16;
     b.num_blocks = (N + b.block_rows - 1) / b.block_rows;
-    /* about 256 KiB of cost rows per chunk: stays in L2 between uses */
-    int64_t cr = (int64_t)(256 * 1024 / 4) / (n_e > 0 ? n_e : 1);
+    /* about 1 MiB of cost rows per chunk: each codebook tile is reused by
+     * several rows, and the chunk is still in cache when it is consumed */
+    int64_t cr = (int64_t)(1024 * 1024 / 4) / (n_e > 0 ? n_e : 1);
     b.chunk_rows = cr < 1 ? 1 : cr > b.block_rows ? b.block_rows : cr;
     return b;
 }
@@ -51,42 +52,17 @@ static int reduce(const sk_params *p, double *v, size_t n, optvq_reduce_op op)
     return p->allreduce ? p->allreduce(v, n, op, p->allreduce_ctx) : 0;
 }
 
-/* ---- normalisation of the cost (design.md §1.4), exact float32 ops ---- */
-
-typedef struct norm_t {
-    optvq_normalize mode;
-    float mean, stdp, min1; /* "all": (D - mean) / stdp - min1 */
-    float sqrt_d;           /* "dim": D / sqrt_d               */
-} norm_t;
-
-static inline void normalize_row(float *row, int64_t n, const norm_t *t)
-{
-    if (t->mode == OPTVQ_NORMALIZE_ALL) {
-        const float mean = t->mean, stdp = t->stdp, min1 = t->min1;
-#pragma omp simd
-        for (int64_t k = 0; k < n; k++)
-            row[k] = (row[k] - mean) / stdp - min1;
-    } else if (t->mode == OPTVQ_NORMALIZE_DIM) {
-        const float s = t->sqrt_d;
-#pragma omp simd
-        for (int64_t k = 0; k < n; k++)
-            row[k] = row[k] / s;
-    }
-}
-
 /* ---- the run: sizes, blocking and where cost rows come from ---- */
 
-enum { SRC_K, SRC_L }; /* rows of exp(-eps*D2), or of -eps*D2 */
 
 typedef struct sk_run {
     const dist_ctx *dc;
     const sk_params *p;
     int64_t N, n_e;
     double N_global;
-    norm_t norm;
+    dist_transform norm; /* the normalisation (design.md §1.4) and output kind */
     row_blocks rb;
     int threads;
-    int src;
     float *matrix;      /* (N, n_e) when materialized, else NULL */
     float *chunk_bufs;  /* (threads, chunk_rows, n_e) when streamed */
 } sk_run;
@@ -103,23 +79,10 @@ static inline int thread_id(void)
 /* Rows i0 .. i0+n-1 of the kernel source (K or L), shape (n, n_e). */
 static const float *source_rows(const sk_run *r, int64_t i0, int64_t n)
 {
-    const int64_t n_e = r->n_e;
     if (r->matrix)
-        return r->matrix + i0 * n_e;
-    float *buf = r->chunk_bufs + (size_t)thread_id() * (size_t)(r->rb.chunk_rows * n_e);
-    dist_rows(r->dc, i0, n, buf);
-    for (int64_t i = 0; i < n; i++) {
-        float *row = buf + i * n_e;
-        normalize_row(row, n_e, &r->norm);
-        if (r->src == SRC_K) {
-            optvq_exp_neg_scaled(row, row, n_e, r->p->epsilon);
-        } else {
-            const float eps = r->p->epsilon;
-#pragma omp simd
-            for (int64_t k = 0; k < n_e; k++)
-                row[k] = -(row[k] * eps);
-        }
-    }
+        return r->matrix + i0 * r->n_e;
+    float *buf = r->chunk_bufs + (size_t)thread_id() * (size_t)(r->rb.chunk_rows * r->n_e);
+    dist_rows_transformed(r->dc, i0, n, &r->norm, buf);
     return buf;
 }
 
@@ -128,9 +91,11 @@ static const float *source_rows(const sk_run *r, int64_t i0, int64_t n)
 static optvq_status compute_norm(sk_run *r, int fill_matrix)
 {
     const int64_t n_e = r->n_e;
-    norm_t *t = &r->norm;
+    dist_transform *t = &r->norm;
     t->mode = r->p->mode;
     t->sqrt_d = (float)sqrt((double)r->dc->d);
+    t->eps = r->p->epsilon;
+    t->output = r->p->log_domain ? DIST_LOG : DIST_KERNEL;
     double sums[MAX_BLOCKS], sumsqs[MAX_BLOCKS];
     float mins[MAX_BLOCKS];
     const int need_stats = t->mode == OPTVQ_NORMALIZE_ALL;
@@ -288,7 +253,7 @@ static optvq_status sinkhorn_materialized(sk_run *r, double *colpart, double *co
                                           int64_t *indices)
 {
     const int64_t n_e = r->n_e;
-    const float eps = r->p->epsilon, Kf = (float)n_e, Nf = (float)r->N_global;
+    const float Kf = (float)n_e, Nf = (float)r->N_global;
     double part[MAX_BLOCKS];
 
     /* P = exp(-eps * D2) */
@@ -296,8 +261,7 @@ static optvq_status sinkhorn_materialized(sk_run *r, double *colpart, double *co
         double s = 0;
         for (int64_t i = blk_i0; i < blk_i1; i++) {
             float *row = r->matrix + i * n_e;
-            normalize_row(row, n_e, &r->norm);
-            optvq_exp_neg_scaled(row, row, n_e, eps);
+            dist_apply_transform(row, n_e, &r->norm);
 #pragma omp simd reduction(+ : s)
             for (int64_t k = 0; k < n_e; k++)
                 s += row[k];
@@ -605,7 +569,6 @@ optvq_status sk_assign(const dist_ctx *dc, const sk_params *p, sk_workspace *ws,
     r.n_e = dc->n_e;
     r.rb = row_blocks_for(r.N, r.n_e);
     r.threads = optvq_threads_for((double)r.N * (double)r.n_e * 8);
-    r.src = p->log_domain ? SRC_L : SRC_K;
     r.N_global = (double)r.N;
     if (reduce(p, &r.N_global, 1, OPTVQ_REDUCE_SUM))
         return optvq_fail(OPTVQ_ERR_STATE, "sinkhorn: allreduce of N failed");
@@ -647,15 +610,9 @@ optvq_status sk_assign(const dist_ctx *dc, const sk_params *p, sk_workspace *ws,
     if (st != OPTVQ_OK)
         goto done;
     if (materialize && p->log_domain) {
-        const float eps = p->epsilon;
 #pragma omp parallel for schedule(static) num_threads(r.threads)
-        for (int64_t i = 0; i < r.N; i++) {
-            float *row = r.matrix + i * n_e;
-            normalize_row(row, n_e, &r.norm);
-#pragma omp simd
-            for (int64_t k = 0; k < n_e; k++)
-                row[k] = -(row[k] * eps);
-        }
+        for (int64_t i = 0; i < r.N; i++)
+            dist_apply_transform(r.matrix + i * n_e, n_e, &r.norm);
     }
     if (p->log_domain)
         st = sinkhorn_log(&r, colpart, cvec, cvec + 3 * n_e, rvec, indices);
