@@ -81,7 +81,7 @@ install: all
 	install -m 644 $(BUILD)/liboptvq.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/$(SONAME) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/liboptvq.so
-	install -m 644 $(BUILD)/optvq.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' optvq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/optvq.pc
 	install -m 755 $(BUILD)/optvq $(DESTDIR)$(PREFIX)/bin/
 
 uninstall:
