@@ -18,7 +18,7 @@ CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS += -std=c11 $(OPT) -g $(ARCH) -fopenmp -fno-math-errno -fPIC -Wall -Wextra $(SAN) \
           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += -fopenmp $(SAN)
-LIB_LIBS := -lopenblas -lm
+LIB_LIBS := -lopenblas -lyaml -lcjson -lz -lm
 CLI_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lgif
 
 LIB_SRC := $(wildcard src/core/*.c src/io/*.c src/quant/*.c src/nn/*.c src/model/*.c src/train/*.c src/eval/*.c)
@@ -65,7 +65,7 @@ demo: deps all
 
 # The whole test suite: unit + parity tests, then the CLI tests.
 check: deps all $(BUILD)/run_tests
-	OPTVQ_BIN=$(BUILD)/optvq OPTVQ_CFLAGS="$(SAN)" tests/run.sh $(BUILD)
+	OPTVQ_BIN=$(BUILD)/optvq OPTVQ_CFLAGS="$(SAN)" OPTVQ_LIBS="$(LIB_LIBS)" tests/run.sh $(BUILD)
 
 test: check
 

@@ -134,6 +134,9 @@ optvq_status optvq_quantizer_forward(optvq_quantizer *q, const float *x, int64_t
 optvq_status optvq_quantizer_backward(optvq_quantizer *q, const float *grad_xq,
                                       float loss_weight, float *grad_x);
 
+/* Switches the assignment (e.g. nearest at inference for per-image tokens). */
+optvq_status optvq_quantizer_set_assign(optvq_quantizer *q, optvq_assign assign);
+
 /* The effective codebook (n_e, code_dim): E W^T + b, or E. */
 optvq_status optvq_quantizer_codebook(optvq_quantizer *q, float *codebook);
 
@@ -154,6 +157,49 @@ typedef struct optvq_usage {
 /* Usage statistics of `count` indices into a codebook of n_e codes. */
 optvq_status optvq_usage_compute(const int64_t *indices, int64_t count, int64_t n_e,
                                  optvq_usage *usage);
+
+/* ------------------------------------------------------------------------ */
+/* Models: VQModel = encoder -> quant_conv -> quantizer -> post_quant_conv ->  */
+/* decoder (plain CNN or taming VQGAN), images NCHW in [-1, 1]                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct optvq_model optvq_model;
+
+/* With weights == NULL, `path` is a folder holding config.json and
+ * model.safetensors (the Hugging Face layout); otherwise `path` is a config
+ * (the reference's YAML or a config.json) and `weights` a .safetensors or
+ * PyTorch .pth/.ckpt file. Weights are loaded strictly by name. */
+optvq_status optvq_model_load(const char *path, const char *weights, optvq_model **out);
+/* A model with PyTorch's default initialisation from `seed`. */
+optvq_status optvq_model_create(const char *config_path, uint64_t seed, optvq_model **out);
+void optvq_model_free(optvq_model *m);
+/* Writes DIR/config.json and DIR/model.safetensors. */
+optvq_status optvq_model_save(optvq_model *m, const char *dir);
+
+typedef struct optvq_model_info {
+    int64_t in_channels, out_channels; /* image channels                     */
+    int64_t resolution;                /* training resolution of the config  */
+    int64_t downsample;                /* image size / token grid size       */
+    int64_t e_dim, num_head, n_e, code_dim;
+    optvq_assign assign;
+    const char *encoder_arch, *decoder_arch;
+    int64_t params_total, params_encoder, params_decoder, params_connectors, params_quantizer;
+} optvq_model_info;
+optvq_status optvq_model_get_info(const optvq_model *m, optvq_model_info *info);
+void optvq_model_set_assign(optvq_model *m, optvq_assign assign);
+optvq_quantizer *optvq_model_quantizer(optvq_model *m);
+
+/* images (B, in_channels, H, W) -> tokens (B, num_head, H/f, W/f);
+ * latent (B, e_dim, H/f, W/f) receives x_q when not NULL. */
+optvq_status optvq_model_encode(optvq_model *m, const float *images, int64_t batch, int64_t height,
+                                int64_t width, int64_t *tokens, float *latent);
+/* tokens (B, num_head, h, w) -> images (B, out_channels, h*f, w*f). */
+optvq_status optvq_model_decode(optvq_model *m, const int64_t *tokens, int64_t batch, int64_t token_h,
+                                int64_t token_w, float *images);
+/* encode then decode; tokens (may be NULL) receives the codes. Equal, byte for
+ * byte, to decode(encode(images)). */
+optvq_status optvq_model_reconstruct(optvq_model *m, const float *images, int64_t batch, int64_t height,
+                                     int64_t width, float *out, int64_t *tokens);
 
 /* ------------------------------------------------------------------------ */
 /* NumPy .npy arrays                                                         */

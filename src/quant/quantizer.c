@@ -150,6 +150,15 @@ void optvq_quantizer_free(optvq_quantizer *q)
 
 const optvq_quantizer_config *optvq_quantizer_get_config(const optvq_quantizer *q) { return &q->cfg; }
 
+optvq_status optvq_quantizer_set_assign(optvq_quantizer *q, optvq_assign assign)
+{
+    if ((unsigned)assign > OPTVQ_ASSIGN_NEAREST)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "quantizer: unknown assignment %d", (int)assign);
+    q->cfg.assign = assign;
+    q->have_forward = 0;
+    return OPTVQ_OK;
+}
+
 float *optvq_quantizer_param(optvq_quantizer *q, optvq_param which, int64_t *count)
 {
     int64_t n = 0, off = param_offset(q, which, &n);

@@ -1,0 +1,299 @@
+/* CPU neural-network engine: float32 NCHW layers, each a forward/backward pair.
+ *
+ * Conventions (design.md §6)
+ *   - Arguments: outputs first, then inputs, then sizes (a descriptor).
+ *   - Backward passes ACCUMULATE (+=) into every gradient buffer; a NULL gradient
+ *     pointer means "not needed" and is skipped.
+ *   - Ops that need scratch take an nn_workspace sized once by the caller from the
+ *     op's nn_*_workspace() query (in floats); too small a workspace is an error,
+ *     never a silent allocation.
+ *   - Parallelism: OpenMP over batch/channels, OpenBLAS kept single-threaded
+ *     (optvq_blas_single_threaded) and called from inside our parallel regions.
+ *   - Every optimised kernel has a *_naive twin (plain loops, double accumulation)
+ *     that the tests compare against.
+ */
+#ifndef OPTVQ_NN_NN_H
+#define OPTVQ_NN_NN_H
+#include <stddef.h>
+#include <stdint.h>
+#include "optvq/optvq.h"
+
+/* ------------------------------------------------------------------------ */
+/* Scratch workspace and parameter registry                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nn_workspace {
+    float *data;   /* 64-byte aligned */
+    size_t floats; /* capacity        */
+} nn_workspace;
+
+/* Grows the workspace to at least `floats` (never shrinks); call at setup. */
+optvq_status nn_workspace_reserve(nn_workspace *ws, size_t floats);
+void nn_workspace_free(nn_workspace *ws);
+/* Fails with a message naming `op` when ws holds fewer than `floats`. */
+optvq_status nn_workspace_check(const nn_workspace *ws, size_t floats, const char *op);
+
+#define NN_PARAM_NAME_MAX 160
+#define NN_PARAM_MAX_DIMS 4
+
+typedef struct nn_param {
+    char name[NN_PARAM_NAME_MAX]; /* PyTorch state-dict name, e.g. "encoder.conv_in.weight" */
+    int ndim;
+    int64_t shape[NN_PARAM_MAX_DIMS];
+    int64_t numel;
+    size_t offset; /* into the data / grad blocks, in floats (64-byte aligned) */
+    float *data;   /* valid after nn_params_finalize */
+    float *grad;   /* valid after nn_params_finalize */
+} nn_param;
+
+/* name -> shape, parameter and gradient. Parameters are registered first, then
+ * nn_params_finalize() makes ONE allocation for all values and ONE for all
+ * gradients (both zeroed). */
+typedef struct nn_params {
+    nn_param *items;
+    int count, cap;
+    size_t total; /* floats in each block, padding included */
+    float *data, *grad;
+    int finalized;
+} nn_params;
+
+void nn_params_init(nn_params *p);
+/* Registers a parameter; *index (may be NULL) receives its position. Duplicate
+ * names, bad shapes and registration after finalize are errors. */
+optvq_status nn_params_add(nn_params *p, const char *name, int ndim, const int64_t *shape,
+                           int *index);
+optvq_status nn_params_finalize(nn_params *p);
+/* NULL when absent. */
+nn_param *nn_params_find(nn_params *p, const char *name);
+/* Copies `data` into the named parameter; missing name or shape mismatch is an
+ * error naming the tensor. */
+optvq_status nn_params_set(nn_params *p, const char *name, int ndim, const int64_t *shape,
+                           const float *data);
+void nn_params_zero_grad(nn_params *p);
+void nn_params_free(nn_params *p);
+
+/* ------------------------------------------------------------------------ */
+/* GEMM helper: C = alpha op(A) op(B) + beta C, row-major, split over threads  */
+/* (OpenMP + single-threaded OpenBLAS). Call from serial code.              */
+/* ------------------------------------------------------------------------ */
+void nn_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+              int64_t ldc);
+/* Makes OpenBLAS single-threaded once (idempotent). */
+void nn_init_threads(void);
+
+/* im2col over a column range (internal to the conv ops).
+ * The image is (c, h, w); the output grid is (ho, wo) with position p = oy*wo + ox
+ * reading image pixel (oy*sh - pt + ky, ox*sw - pl + kx) (zero outside).
+ * col holds rows (ci - c0)*kh*kw + ky*kw + kx for ci in [c0, c1), and `cols`
+ * columns for grid positions p0 .. p0+cols-1 (row stride = cols). */
+typedef struct nn_im2col_geom {
+    int64_t c, h, w, kh, kw, sh, sw, pt, pl, ho, wo;
+} nn_im2col_geom;
+void nn_im2col(float *col, const float *img, const nn_im2col_geom *g, int64_t c0, int64_t c1,
+               int64_t p0, int64_t cols);
+/* The adjoint: img (c, h, w) += scatter of col (same layout). */
+void nn_col2im(float *img, const float *col, const nn_im2col_geom *g, int64_t c0, int64_t c1,
+               int64_t p0, int64_t cols);
+/* Columns per tile so that rows x cols <= the per-thread cap, with at least
+ * min_tiles tiles, balanced; *tiles receives the tile count. */
+int64_t nn_tile_cols(int64_t rows, int64_t positions, int64_t min_tiles, int64_t *tiles);
+/* Tiles for `images` images split over `threads` threads as (image, tile) items:
+ * at least one item per thread, and, while items are few, a multiple of the
+ * thread count so no thread idles at the end. */
+int64_t nn_tile_items(int64_t rows, int64_t positions, int64_t images, int threads,
+                      int64_t *tiles);
+
+/* ------------------------------------------------------------------------ */
+/* conv2d                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* y = conv(x, w) + b. Padding is given per side, so taming's Downsample
+ * (F.pad(x, (0,1,0,1)) then a stride-2 3x3 conv) is pad_t=0, pad_b=1, pad_l=0,
+ * pad_r=1. Output size: h_out = (h_in + pad_t + pad_b - kh) / stride_h + 1. */
+typedef struct nn_conv2d_desc {
+    int64_t n, c_in, h_in, w_in; /* x (n, c_in, h_in, w_in)           */
+    int64_t c_out, kh, kw;       /* w (c_out, c_in, kh, kw), b (c_out) */
+    int64_t stride_h, stride_w;
+    int64_t pad_t, pad_b, pad_l, pad_r;
+    int64_t h_out, w_out;        /* filled by nn_conv2d_init          */
+} nn_conv2d_desc;
+
+/* Fills h_out/w_out and validates. */
+optvq_status nn_conv2d_init(nn_conv2d_desc *d, int64_t n, int64_t c_in, int64_t h_in,
+                            int64_t w_in, int64_t c_out, int64_t kh, int64_t kw, int64_t stride,
+                            int64_t pad_t, int64_t pad_b, int64_t pad_l, int64_t pad_r);
+/* Workspace (floats) for forward and backward at the current thread count. */
+size_t nn_conv2d_workspace(const nn_conv2d_desc *d);
+/* y (n, c_out, h_out, w_out) <- x (n, c_in, h_in, w_in), w (c_out, c_in, kh, kw),
+ * b (c_out) or NULL. */
+optvq_status nn_conv2d_forward(float *y, const float *x, const float *w, const float *b,
+                               const nn_conv2d_desc *d, nn_workspace *ws);
+/* dx (n, c_in, h_in, w_in) +=, dw (c_out, c_in, kh, kw) +=, db (c_out) +=;
+ * any may be NULL. dy (n, c_out, h_out, w_out). */
+optvq_status nn_conv2d_backward(float *dx, float *dw, float *db, const float *dy,
+                                const float *x, const float *w, const nn_conv2d_desc *d,
+                                nn_workspace *ws);
+void nn_conv2d_forward_naive(float *y, const float *x, const float *w, const float *b,
+                             const nn_conv2d_desc *d);
+void nn_conv2d_backward_naive(float *dx, float *dw, float *db, const float *dy, const float *x,
+                              const float *w, const nn_conv2d_desc *d);
+
+/* ------------------------------------------------------------------------ */
+/* conv_transpose2d (PyTorch ConvTranspose2d, no groups/dilation)            */
+/* ------------------------------------------------------------------------ */
+/* h_out = (h_in - 1) * stride - pad_t - pad_b + kh + out_pad_h  (PyTorch with
+ * symmetric padding p: pad_t = pad_b = p). */
+typedef struct nn_convt2d_desc {
+    int64_t n, c_in, h_in, w_in; /* x (n, c_in, h_in, w_in)           */
+    int64_t c_out, kh, kw;       /* w (c_in, c_out, kh, kw), b (c_out) */
+    int64_t stride_h, stride_w;
+    int64_t pad_t, pad_b, pad_l, pad_r;
+    int64_t out_pad_h, out_pad_w;
+    int64_t h_out, w_out;        /* filled by nn_convt2d_init         */
+} nn_convt2d_desc;
+
+optvq_status nn_convt2d_init(nn_convt2d_desc *d, int64_t n, int64_t c_in, int64_t h_in,
+                             int64_t w_in, int64_t c_out, int64_t kh, int64_t kw, int64_t stride,
+                             int64_t pad, int64_t out_pad);
+size_t nn_convt2d_workspace(const nn_convt2d_desc *d);
+/* y (n, c_out, h_out, w_out) <- x (n, c_in, h_in, w_in), w (c_in, c_out, kh, kw), b or NULL */
+optvq_status nn_convt2d_forward(float *y, const float *x, const float *w, const float *b,
+                                const nn_convt2d_desc *d, nn_workspace *ws);
+optvq_status nn_convt2d_backward(float *dx, float *dw, float *db, const float *dy,
+                                 const float *x, const float *w, const nn_convt2d_desc *d,
+                                 nn_workspace *ws);
+void nn_convt2d_forward_naive(float *y, const float *x, const float *w, const float *b,
+                              const nn_convt2d_desc *d);
+void nn_convt2d_backward_naive(float *dx, float *dw, float *db, const float *dy, const float *x,
+                               const float *w, const nn_convt2d_desc *d);
+
+/* ------------------------------------------------------------------------ */
+/* group_norm (biased variance, like torch.nn.GroupNorm)                     */
+/* ------------------------------------------------------------------------ */
+/* y, x (n, c, hw); gamma, beta (c) or NULL (no affine). c % groups == 0. */
+optvq_status nn_group_norm_forward(float *y, const float *x, const float *gamma,
+                                   const float *beta, int64_t n, int64_t c, int64_t hw,
+                                   int64_t groups, float eps);
+/* dx (n, c, hw) +=, dgamma (c) +=, dbeta (c) += (any may be NULL); statistics are
+ * recomputed from x. */
+optvq_status nn_group_norm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                    const float *x, const float *gamma, int64_t n, int64_t c,
+                                    int64_t hw, int64_t groups, float eps);
+void nn_group_norm_forward_naive(float *y, const float *x, const float *gamma, const float *beta,
+                                 int64_t n, int64_t c, int64_t hw, int64_t groups, float eps);
+void nn_group_norm_backward_naive(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                  const float *x, const float *gamma, int64_t n, int64_t c,
+                                  int64_t hw, int64_t groups, float eps);
+
+/* ------------------------------------------------------------------------ */
+/* Elementwise: relu, swish (x * sigmoid(x)), add                            */
+/* ------------------------------------------------------------------------ */
+/* y, x (count); y may alias x. dx += dy * f'(x); dx may alias dy only if not
+ * accumulating into other data (dx == dy computes dy * f'(x) + dy: avoid). */
+void nn_relu_forward(float *y, const float *x, int64_t count);
+void nn_relu_backward(float *dx, const float *dy, const float *x, int64_t count);
+void nn_swish_forward(float *y, const float *x, int64_t count);
+void nn_swish_backward(float *dx, const float *dy, const float *x, int64_t count);
+void nn_swish_forward_naive(float *y, const float *x, int64_t count);
+void nn_swish_backward_naive(float *dx, const float *dy, const float *x, int64_t count);
+/* y = a + b (count); da += dy, db += dy (either may be NULL). */
+void nn_add_forward(float *y, const float *a, const float *b, int64_t count);
+void nn_add_backward(float *da, float *db, const float *dy, int64_t count);
+
+/* ------------------------------------------------------------------------ */
+/* linear, softmax, batched matmul                                           */
+/* ------------------------------------------------------------------------ */
+/* y (n, out) = x (n, in) w^T + b;  w (out, in), b (out) or NULL. */
+void nn_linear_forward(float *y, const float *x, const float *w, const float *b, int64_t n,
+                       int64_t in, int64_t out);
+void nn_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, int64_t n, int64_t in, int64_t out);
+void nn_linear_forward_naive(float *y, const float *x, const float *w, const float *b, int64_t n,
+                             int64_t in, int64_t out);
+void nn_linear_backward_naive(float *dx, float *dw, float *db, const float *dy, const float *x,
+                              const float *w, int64_t n, int64_t in, int64_t out);
+
+/* Softmax over the last dimension: y, x (rows, cols); dx += y * (dy - <dy, y>). */
+void nn_softmax_forward(float *y, const float *x, int64_t rows, int64_t cols);
+void nn_softmax_backward(float *dx, const float *dy, const float *y, int64_t rows, int64_t cols);
+void nn_softmax_forward_naive(float *y, const float *x, int64_t rows, int64_t cols);
+
+/* c (batch, m, n) = op(a) op(b): op(a) (m, k) — a stored (batch, m, k), or
+ * (batch, k, m) when trans_a; op(b) (k, n) — b stored (batch, k, n), or (batch, n, k)
+ * when trans_b. */
+void nn_bmm_forward(float *c, const float *a, const float *b, int64_t batch, int64_t m, int64_t k,
+                    int64_t n, int trans_a, int trans_b);
+/* da, db (shaped like a, b) += ; either may be NULL. */
+void nn_bmm_backward(float *da, float *db, const float *dc, const float *a, const float *b,
+                     int64_t batch, int64_t m, int64_t k, int64_t n, int trans_a, int trans_b);
+void nn_bmm_forward_naive(float *c, const float *a, const float *b, int64_t batch, int64_t m,
+                          int64_t k, int64_t n, int trans_a, int trans_b);
+
+/* ------------------------------------------------------------------------ */
+/* Taming AttnBlock: y = x + proj_out(attn(GroupNorm(x)))                    */
+/* ------------------------------------------------------------------------ */
+typedef struct nn_attn_desc {
+    int64_t n, c, h, w; /* x, y (n, c, h, w) */
+    int64_t groups;     /* 32                */
+    float eps;          /* 1e-6              */
+} nn_attn_desc;
+
+/* Parameters (state-dict suffixes): norm.weight (c), norm.bias (c),
+ * q.weight (c, c, 1, 1), q.bias (c), k.*, v.*, proj_out.weight, proj_out.bias. */
+typedef struct nn_attn_params {
+    const float *norm_w, *norm_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *proj_w, *proj_b;
+} nn_attn_params;
+typedef struct nn_attn_grads {
+    float *norm_w, *norm_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *proj_w, *proj_b;
+} nn_attn_grads;
+
+/* Floats saved by forward for backward: 5 n c hw + n hw hw. */
+size_t nn_attn_saved(const nn_attn_desc *d);
+size_t nn_attn_workspace(const nn_attn_desc *d);
+/* y (n, c, h, w) <- x; saved (nn_attn_saved floats) may be NULL for inference. */
+optvq_status nn_attn_forward(float *y, float *saved, const float *x, const nn_attn_params *p,
+                             const nn_attn_desc *d, nn_workspace *ws);
+/* dx (n, c, h, w) +=, parameter gradients += (NULL members skipped). */
+optvq_status nn_attn_backward(float *dx, const nn_attn_grads *g, const float *dy,
+                              const float *saved, const float *x, const nn_attn_params *p,
+                              const nn_attn_desc *d, nn_workspace *ws);
+void nn_attn_forward_naive(float *y, const float *x, const nn_attn_params *p,
+                           const nn_attn_desc *d);
+
+/* ------------------------------------------------------------------------ */
+/* Resampling and plumbing                                                   */
+/* ------------------------------------------------------------------------ */
+/* Nearest x2: y (n, c, 2h, 2w) <- x (n, c, h, w) (nc = n * c). */
+void nn_upsample2x_forward(float *y, const float *x, int64_t nc, int64_t h, int64_t w);
+void nn_upsample2x_backward(float *dx, const float *dy, int64_t nc, int64_t h, int64_t w);
+
+/* Average pooling (count_include_pad=True, floor mode):
+ * y (nc, h_out, w_out) <- x (nc, h, w), h_out = (h + 2 pad - k) / stride + 1. */
+typedef struct nn_avgpool_desc {
+    int64_t nc, h_in, w_in, k, stride, pad, h_out, w_out;
+} nn_avgpool_desc;
+optvq_status nn_avgpool_init(nn_avgpool_desc *d, int64_t nc, int64_t h, int64_t w, int64_t k,
+                             int64_t stride, int64_t pad);
+void nn_avgpool_forward(float *y, const float *x, const nn_avgpool_desc *d);
+void nn_avgpool_backward(float *dx, const float *dy, const nn_avgpool_desc *d);
+
+/* Channel concat: y (n, ca + cb, hw) <- a (n, ca, hw), b (n, cb, hw). */
+void nn_concat_forward(float *y, const float *a, const float *b, int64_t n, int64_t ca,
+                       int64_t cb, int64_t hw);
+void nn_concat_backward(float *da, float *db, const float *dy, int64_t n, int64_t ca, int64_t cb,
+                        int64_t hw);
+
+/* ------------------------------------------------------------------------ */
+/* Losses (mean reduction). Return the loss (accumulated in double).         */
+/* ------------------------------------------------------------------------ */
+/* mean |x - t| ; dx += scale * sign(x - t) / count, dt -= the same (NULL skips). */
+double nn_l1_loss_forward(const float *x, const float *t, int64_t count);
+void nn_l1_loss_backward(float *dx, float *dt, float scale, const float *x, const float *t,
+                         int64_t count);
+/* mean (x - t)^2 ; dx += scale * 2 (x - t) / count, dt -= the same. */
+double nn_mse_loss_forward(const float *x, const float *t, int64_t count);
+void nn_mse_loss_backward(float *dx, float *dt, float scale, const float *x, const float *t,
+                          int64_t count);
+
+#endif
