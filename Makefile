@@ -18,7 +18,7 @@ CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS += -std=c11 $(OPT) -g $(ARCH) -fopenmp -fno-math-errno -fPIC -Wall -Wextra $(SAN) \
           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += -fopenmp $(SAN)
-LIB_LIBS := -lopenblas -lyaml -lcjson -lz -lm
+LIB_LIBS := -lopenblas -lyaml -lcjson -lpng -ljpeg -lz -lm
 CLI_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lgif
 
 LIB_SRC := $(wildcard src/core/*.c src/io/*.c src/quant/*.c src/nn/*.c src/model/*.c src/train/*.c src/eval/*.c)

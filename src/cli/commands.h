@@ -6,5 +6,10 @@
 int cmd_quantize(int argc, char **argv);
 int cmd_toy(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
+int cmd_decode(int argc, char **argv);
+int cmd_reconstruct(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 #endif

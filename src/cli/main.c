@@ -14,7 +14,12 @@ typedef struct {
 static const command commands[] = {
     {"demo", cmd_demo, "the main job: the toy picture of vanilla VQ vs OptVQ"},
     {"toy", cmd_toy, "2-D toy: vanilla VQ and OptVQ side by side (GIF + PNG)"},
+    {"encode", cmd_encode, "images -> tokens with a model"},
+    {"decode", cmd_decode, "tokens -> images with a model"},
+    {"reconstruct", cmd_reconstruct, "images -> tokens -> images with a model"},
+    {"info", cmd_info, "a model's architecture, parameters, token grid and codebook"},
     {"quantize", cmd_quantize, "quantize features from .npy files (forward, loss, gradients)"},
+    {"convert", cmd_convert, "convert model weights (.pth/.ckpt/safetensors) to safetensors"},
 };
 
 static void usage(FILE *out)

@@ -102,6 +102,10 @@ optvq_status optvq_weights_load_safetensors(const char *path, optvq_weights **ou
     }
     memcpy(header, bytes + 8, (size_t)n);
     header[n] = '\0';
+    if (memchr(header, '\0', (size_t)n)) {
+        st = optvq_fail(OPTVQ_ERR_FORMAT, "%s: safetensors header contains a NUL byte", path);
+        goto done;
+    }
     const char *end = NULL;
     root = cJSON_ParseWithLengthOpts(header, (size_t)n, &end, 0);
     if (!root) {

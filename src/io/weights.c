@@ -382,6 +382,13 @@ typedef struct norm_entry {
 
 static int cmp_norm(const void *a, const void *b)
 {
+    const norm_entry *x = a, *y = b;
+    int c = strcmp(x->norm, y->norm);
+    return c ? c : (x->index > y->index) - (x->index < y->index); /* file order among equals */
+}
+
+static int cmp_name(const void *a, const void *b)
+{
     return strcmp(((const norm_entry *)a)->norm, ((const norm_entry *)b)->norm);
 }
 
@@ -398,6 +405,14 @@ static const char *normalise(const char *name)
         }
     }
     return name;
+}
+
+const char *optvq_weights_normalise_name(const char *name)
+{
+    if (!name)
+        return NULL;
+    name = normalise(name);
+    return strncmp(name, "loss.", 5) ? name : NULL;
 }
 
 /* A growing one-line report. */
@@ -501,7 +516,7 @@ optvq_status optvq_weights_load_into(const optvq_weights *w, const optvq_expecte
     for (int64_t i = 0; i < n; i++) {
         const optvq_expected_tensor *e = &expected[i];
         norm_entry key = {e->name, 0};
-        norm_entry *hit = m ? bsearch(&key, tab, (size_t)m, sizeof *tab, cmp_norm) : NULL;
+        norm_entry *hit = m ? bsearch(&key, tab, (size_t)m, sizeof *tab, cmp_name) : NULL;
         match[i] = -1;
         if (!hit) {
             if (n_miss < SHOW)

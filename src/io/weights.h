@@ -70,6 +70,10 @@ typedef struct optvq_expected_tensor {
 optvq_status optvq_weights_load_into(const optvq_weights *w, const optvq_expected_tensor *expected, int64_t n,
                                      const char *path_for_messages);
 
+/* The name a checkpoint tensor is matched under by optvq_weights_load_into
+ * (a pointer into `name`), or NULL for a "loss." tensor, which is ignored. */
+const char *optvq_weights_normalise_name(const char *name);
+
 /* ---- internal to src/io (shared by weights.c, safetensors.c, pth.c) ---- */
 
 /* Adds a tensor whose data the store takes over (`owned` = 1: freed with

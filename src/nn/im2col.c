@@ -50,15 +50,15 @@ static inline int64_t floor_div(int64_t a, int64_t b) /* b > 0 */
     return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
-/* Valid output x range [lo, hi) within [ox0, ox1) for kernel column kx. */
-static inline void valid_x(const nn_im2col_geom *g, int64_t kx, int64_t ox0, int64_t ox1,
-                           int64_t *lo, int64_t *hi)
+/* Output columns ox in [lo, hi) read inside the image for kernel column kx:
+ * 0 <= ox*sw - pl + kx <= w-1. Computed once per kernel row, so the per-run loop
+ * has no divisions. */
+static inline void valid_x(const nn_im2col_geom *g, int64_t kx, int64_t *lo, int64_t *hi)
 {
-    /* need 0 <= ox*sw - pl + kx <= w-1 */
-    int64_t a = -floor_div(-(g->pl - kx), g->sw);       /* ceil((pl-kx)/sw) */
+    int64_t a = -floor_div(-(g->pl - kx), g->sw); /* ceil((pl-kx)/sw) */
     int64_t b = floor_div(g->w - 1 + g->pl - kx, g->sw) + 1;
-    *lo = a > ox0 ? a : ox0;
-    *hi = b < ox1 ? b : ox1;
+    *lo = a > 0 ? a : 0;
+    *hi = b < g->wo ? b : g->wo;
     if (*hi < *lo)
         *hi = *lo;
 }
@@ -66,41 +66,43 @@ static inline void valid_x(const nn_im2col_geom *g, int64_t kx, int64_t ox0, int
 void nn_im2col(float *col, const float *img, const nn_im2col_geom *g, int64_t c0, int64_t c1,
                int64_t p0, int64_t cols)
 {
-    const int64_t kk = g->kh * g->kw, hw = g->h * g->w;
+    const int64_t kk = g->kh * g->kw, hw = g->h * g->w, sw = g->sw;
+    const int64_t oy0 = p0 / g->wo, ox0 = p0 % g->wo;
     for (int64_t c = c0; c < c1; c++) {
         const float *im = img + c * hw;
         for (int64_t ky = 0; ky < g->kh; ky++)
             for (int64_t kx = 0; kx < g->kw; kx++) {
                 float *row = col + ((c - c0) * kk + ky * g->kw + kx) * cols;
-                int64_t t = 0, p = p0;
+                int64_t vlo, vhi;
+                valid_x(g, kx, &vlo, &vhi);
+                int64_t t = 0, oy = oy0, ox = ox0;
                 while (t < cols) {
-                    int64_t oy = p / g->wo, ox = p % g->wo;
-                    int64_t run = g->wo - ox < cols - t ? g->wo - ox : cols - t;
-                    int64_t iy = oy * g->sh - g->pt + ky;
-                    float *dst = row + t; /* dst[q - ox] for q in [ox, ox+run) */
+                    const int64_t run = g->wo - ox < cols - t ? g->wo - ox : cols - t;
+                    const int64_t end = ox + run;
+                    const int64_t iy = oy * g->sh - g->pt + ky;
+                    float *dst = row + t; /* dst[q - ox] for q in [ox, end) */
                     if (iy < 0 || iy >= g->h) {
-                        memset(dst, 0, (size_t)run * sizeof(float));
-                    } else {
-                        int64_t lo, hi;
-                        valid_x(g, kx, ox, ox + run, &lo, &hi);
-                        for (int64_t q = ox; q < lo; q++)
+                        for (int64_t q = ox; q < end; q++)
                             dst[q - ox] = 0.0f;
+                    } else {
+                        const int64_t lo = vlo > ox ? vlo : ox, hi = vhi < end ? vhi : end;
                         /* pixel of output column q: im[base + q*sw] */
                         const int64_t base = iy * g->w - g->pl + kx;
-                        if (g->sw == 1) {
-                            if (hi > lo)
-                                memcpy(dst + (lo - ox), im + (base + lo),
-                                       (size_t)(hi - lo) * sizeof(float));
-                        } else {
-                            const int64_t sw = g->sw;
-                            for (int64_t q = lo; q < hi; q++)
+                        int64_t q = ox;
+                        for (; q < lo; q++)
+                            dst[q - ox] = 0.0f;
+                        if (sw == 1)
+                            for (; q < hi; q++)
+                                dst[q - ox] = im[base + q];
+                        else
+                            for (; q < hi; q++)
                                 dst[q - ox] = im[base + q * sw];
-                        }
-                        for (int64_t q = hi; q < ox + run; q++)
+                        for (q = hi > lo ? hi : lo; q < end; q++)
                             dst[q - ox] = 0.0f;
                     }
                     t += run;
-                    p += run;
+                    ox = 0;
+                    oy++;
                 }
             }
     }
@@ -109,33 +111,34 @@ void nn_im2col(float *col, const float *img, const nn_im2col_geom *g, int64_t c0
 void nn_col2im(float *img, const float *col, const nn_im2col_geom *g, int64_t c0, int64_t c1,
                int64_t p0, int64_t cols)
 {
-    const int64_t kk = g->kh * g->kw, hw = g->h * g->w;
+    const int64_t kk = g->kh * g->kw, hw = g->h * g->w, sw = g->sw;
+    const int64_t oy0 = p0 / g->wo, ox0 = p0 % g->wo;
     for (int64_t c = c0; c < c1; c++) {
         float *im = img + c * hw;
         for (int64_t ky = 0; ky < g->kh; ky++)
             for (int64_t kx = 0; kx < g->kw; kx++) {
                 const float *row = col + ((c - c0) * kk + ky * g->kw + kx) * cols;
-                int64_t t = 0, p = p0;
+                int64_t vlo, vhi;
+                valid_x(g, kx, &vlo, &vhi);
+                int64_t t = 0, oy = oy0, ox = ox0;
                 while (t < cols) {
-                    int64_t oy = p / g->wo, ox = p % g->wo;
-                    int64_t run = g->wo - ox < cols - t ? g->wo - ox : cols - t;
-                    int64_t iy = oy * g->sh - g->pt + ky;
+                    const int64_t run = g->wo - ox < cols - t ? g->wo - ox : cols - t;
+                    const int64_t end = ox + run;
+                    const int64_t iy = oy * g->sh - g->pt + ky;
                     if (iy >= 0 && iy < g->h) {
                         const float *src = row + t; /* src[q - ox] */
-                        int64_t lo, hi;
-                        valid_x(g, kx, ox, ox + run, &lo, &hi);
+                        const int64_t lo = vlo > ox ? vlo : ox, hi = vhi < end ? vhi : end;
                         const int64_t base = iy * g->w - g->pl + kx;
-                        if (g->sw == 1) {
+                        if (sw == 1)
                             for (int64_t q = lo; q < hi; q++)
                                 im[base + q] += src[q - ox];
-                        } else {
-                            const int64_t sw = g->sw;
+                        else
                             for (int64_t q = lo; q < hi; q++)
                                 im[base + q * sw] += src[q - ox];
-                        }
                     }
                     t += run;
-                    p += run;
+                    ox = 0;
+                    oy++;
                 }
             }
     }
