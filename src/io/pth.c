@@ -444,14 +444,19 @@ static int persistent_load(pk_vm *vm, int32_t pid, size_t at, int32_t *out)
                    vm->path, (int)key->slen, key->s, (unsigned long long)e->size, (long long)cnt->u.i, es);
         return -1;
     }
+    /* copy what is needed first: new_obj may move the object table */
+    const optvq_wtype wt = ty->u.g.wt;
+    const int64_t numel = cnt->u.i;
+    const char *key_s = key->s;
+    const size_t key_len = key->slen;
     int32_t s = new_obj(vm, K_STORAGE, at);
     if (s < 0)
         return -1;
     vm->obj[s].u.i = e - vm->z->e;
-    vm->obj[s].wt = ty->u.g.wt;
-    vm->obj[s].numel = cnt->u.i;
-    vm->obj[s].s = key->s;
-    vm->obj[s].slen = key->slen;
+    vm->obj[s].wt = wt;
+    vm->obj[s].numel = numel;
+    vm->obj[s].s = key_s;
+    vm->obj[s].slen = key_len;
     *out = s;
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,6 +378,52 @@ static int quantizer_kind(reader *r, const char *target)
     return -1;
 }
 
+/* Training settings, with the reference's values as defaults. */
+static void read_train(reader *r, const cJSON *root, model_config *m)
+{
+    train_settings *t = &m->train;
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(root, "train");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+    r->section = "train";
+    t->epochs = get_int(r, tr, "epochs", 100, 0, 1 << 20);
+    t->seed = get_int(r, tr, "seed", 42, 0, INT64_MAX >> 1);
+    t->learning_rate = get_num(r, tr, "learning_rate", 4.5e-6);
+    t->mul_learning_rate = get_num(r, tr, "mul_learning_rate", 1.0);
+    t->weight_decay = get_num(r, tr, "weight_decay", 0.05);
+    const char *init = get_str(r, tr, "use_initiate", "");
+    snprintf(t->use_initiate, sizeof t->use_initiate, "%s", init);
+    if (r->status == OPTVQ_OK && init[0] && strcmp(init, "kmeans") && strcmp(init, "random"))
+        r->status = optvq_fail(OPTVQ_ERR_FORMAT, "%s: train.use_initiate '%s' is not kmeans, random or null", r->what,
+                               init);
+    r->section = "data";
+    t->batch_size = get_int(r, data, "batch_size", 1024, 1, 1 << 20);
+    const char *ds = get_str(r, data, "dataset", NULL);
+    const cJSON *dtrain = cJSON_GetObjectItemCaseSensitive(data, "train");
+    if (!ds && cJSON_IsObject(dtrain)) {
+        const char *target = get_str(r, dtrain, "target", "");
+        const char *cls = class_name(target);
+        ds = !strcmp(cls, "FashionMNIST") ? "fashion-mnist" : !strcmp(cls, "MNIST") ? "mnist" : "";
+    }
+    snprintf(t->dataset, sizeof t->dataset, "%s", ds ? ds : "");
+    t->resize = 32;
+    const cJSON *tp = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(dtrain, "params"), "transform"), "params");
+    if (tp)
+        t->resize = get_int(r, tp, "resize", 32, 1, 1 << 16);
+    /* AELoss weights: model.autoencoder.params.loss.params */
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(root, "model");
+    node = node ? cJSON_GetObjectItemCaseSensitive(node, "autoencoder") : cJSON_GetObjectItemCaseSensitive(root, "autoencoder");
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(node, "params"), "loss"), "params");
+    if (!lp)
+        lp = cJSON_GetObjectItemCaseSensitive(root, "loss"); /* config.json */
+    r->section = "loss";
+    t->loss_l1 = get_num(r, lp, "loss_l1_weight", 1.0);
+    t->loss_l2 = get_num(r, lp, "loss_l2_weight", 1.0);
+    t->loss_q = get_num(r, lp, "loss_q_weight", 1.0);
+    t->loss_p = get_num(r, lp, "loss_p_weight", 0.0);
+}
+
 static void validate(reader *r, model_config *m)
 {
     if (r->status != OPTVQ_OK)
@@ -454,6 +501,7 @@ optvq_status model_config_parse(const char *text, size_t len, const char *what, 
                               what);
     }
     validate(&r, out);
+    read_train(&r, root, out);
     cJSON_Delete(root);
     return r.status;
 }

@@ -24,10 +24,23 @@ typedef struct coder_config {
     int double_z;
 } coder_config;
 
+/* The training section of a reference YAML (train:, data:, the loss params). */
+typedef struct train_settings {
+    int64_t epochs, seed, batch_size;
+    double learning_rate;     /* per sample: lr = learning_rate * total batch */
+    double mul_learning_rate; /* the quantizer's lr multiplier               */
+    double weight_decay;
+    char use_initiate[16];    /* "kmeans", "random" or "" (N(0,1) default)   */
+    char dataset[64];         /* "fashion-mnist", "mnist" or a folder path   */
+    int64_t resize;           /* data.*.transform resize (32)                */
+    double loss_l1, loss_l2, loss_q, loss_p;
+} train_settings;
+
 typedef struct model_config {
     coder_config encoder, decoder;
     optvq_quantizer_config quantize;
     int use_connector;
+    train_settings train;
 } model_config;
 
 /* Parses a reference YAML config (the model.autoencoder section, target/params

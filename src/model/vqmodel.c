@@ -862,3 +862,7 @@ optvq_status model_encoder_forward(optvq_model *m, const float *images, int64_t 
 }
 
 nn_params *model_params(optvq_model *m) { return &m->params; }
+
+const model_config *model_get_config(const optvq_model *m) { return &m->cfg; }
+
+nn_workspace *model_workspace(optvq_model *m) { return &m->ws; }

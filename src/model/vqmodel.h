@@ -18,5 +18,7 @@ optvq_status model_encoder_forward(optvq_model *m, const float *images, int64_t 
                                    int64_t width, float *z);
 /* The parameter registry (encoder.*, decoder.*, connectors). */
 nn_params *model_params(optvq_model *m);
+const model_config *model_get_config(const optvq_model *m);
+nn_workspace *model_workspace(optvq_model *m);
 
 #endif

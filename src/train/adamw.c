@@ -22,10 +22,15 @@ static double widen(float x)
 void optvq_adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, int64_t step)
 {
+    optvq_adamw_step_d(param, grad, m, v, n, widen(lr), widen(beta1), widen(beta2), widen(eps),
+                       widen(weight_decay), step);
+}
+
+void optvq_adamw_step_d(float *param, const float *grad, float *m, float *v, int64_t n, double dlr,
+                        double db1, double db2, double deps, double dwd, int64_t step)
+{
     if (n <= 0 || step < 1)
         return;
-    const double dlr = widen(lr), db1 = widen(beta1), db2 = widen(beta2);
-    const double dwd = widen(weight_decay);
 
     const float decay = (float)(1.0 - dlr * dwd);
     const float w1 = (float)(1.0 - db1);
@@ -35,8 +40,8 @@ void optvq_adamw_step(float *param, const float *grad, float *m, float *v, int64
     const double bc2 = 1.0 - pow(db2, (double)step);
     const float neg_step_size = (float)(-(dlr / bc1));
     const float bc2_sqrt = (float)sqrt(bc2);
-    const float feps = (float)widen(eps);
-    const int do_decay = weight_decay != 0.0f;
+    const float feps = (float)deps;
+    const int do_decay = dwd != 0.0;
 
     for (int64_t i = 0; i < n; i++) {
         const float g = grad[i];

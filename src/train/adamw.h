@@ -23,4 +23,9 @@
 void optvq_adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, int64_t step);
 
+/* The same with the hyperparameters as doubles (as PyTorch holds them), e.g.
+ * a learning rate computed by a schedule. */
+void optvq_adamw_step_d(float *param, const float *grad, float *m, float *v, int64_t n, double lr,
+                        double beta1, double beta2, double eps, double weight_decay, int64_t step);
+
 #endif

@@ -1,0 +1,124 @@
+#include "train/optimizer.h"
+
+#include "core/error.h"
+#include "model/vqmodel.h"
+#include "nn/nn.h"
+#include "train/adamw.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Conv2d / ConvTranspose2d / Linear weights: ".weight" of any parameter that
+ * is not a GroupNorm (…norm….weight) or the embedding. */
+static int decays(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 7 || strcmp(name + n - 7, ".weight") != 0)
+        return 0;
+    if (!strcmp(name, "quantize.embedding.weight"))
+        return 0;
+    const char *last = strrchr(name, '.');
+    const char *prev = last;
+    while (prev > name && prev[-1] != '.')
+        prev--;
+    /* the module's own name: norm, norm1, norm2, norm_out */
+    return strncmp(prev, "norm", 4) != 0;
+}
+
+optvq_status optimizer_init(optimizer *o, optvq_model *m, double max_lr, double mul_lr, double weight_decay,
+                            int64_t total_steps)
+{
+    memset(o, 0, sizeof *o);
+    nn_params *ps = model_params(m);
+    optvq_quantizer *q = optvq_model_quantizer(m);
+    o->params = calloc((size_t)ps->count + 3, sizeof *o->params);
+    if (!o->params)
+        return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory");
+    size_t off = 0;
+    for (int i = 0; i < ps->count; i++) {
+        train_param *p = &o->params[o->count++];
+        p->name = ps->items[i].name;
+        p->data = ps->items[i].data;
+        p->grad = ps->items[i].grad;
+        p->n = ps->items[i].numel;
+        p->decay = decays(p->name);
+        p->offset = off;
+        off += (size_t)p->n;
+    }
+    static const char *const qnames[3] = {"quantize.embedding.weight", "quantize.proj.weight", "quantize.proj.bias"};
+    for (int w = 0; w < 3; w++) {
+        int64_t n;
+        float *d = optvq_quantizer_param(q, (optvq_param)w, &n);
+        if (!d)
+            continue;
+        train_param *p = &o->params[o->count++];
+        p->name = qnames[w];
+        p->data = d;
+        p->grad = optvq_quantizer_grad(q, (optvq_param)w, NULL);
+        p->n = n;
+        p->decay = decays(p->name);
+        p->quantizer = 1;
+        p->offset = off;
+        off += (size_t)n;
+    }
+    o->total = off;
+    o->m = calloc(off ? 2 * off : 1, sizeof(float));
+    if (!o->m) {
+        optimizer_free(o);
+        return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory for the moments");
+    }
+    o->v = o->m + off;
+    o->weight_decay = weight_decay;
+    o->eps = 1e-7;
+    o->beta2 = 0.999;
+    o->mul_lr = mul_lr;
+    o->max_norm = 1.0;
+    onecycle_init(&o->schedule, max_lr, total_steps);
+    return OPTVQ_OK;
+}
+
+void optimizer_free(optimizer *o)
+{
+    free(o->params);
+    free(o->m);
+    memset(o, 0, sizeof *o);
+}
+
+void optimizer_zero_grad(optimizer *o)
+{
+    for (int i = 0; i < o->count; i++)
+        memset(o->params[i].grad, 0, (size_t)o->params[i].n * sizeof(float));
+}
+
+double optimizer_step(optimizer *o)
+{
+    /* torch.nn.utils.clip_grad_norm_: total = ||(||g_i||)||, coef = max / (total + 1e-6), clamped to 1 */
+    double total = 0;
+    for (int i = 0; i < o->count; i++) {
+        double s = 0;
+        const float *g = o->params[i].grad;
+        for (int64_t j = 0; j < o->params[i].n; j++)
+            s += (double)g[j] * g[j];
+        total += (double)(float)sqrt(s) * (double)(float)sqrt(s);
+    }
+    total = (double)(float)sqrt(total);
+    double coef = o->max_norm / (total + 1e-6);
+    if (coef > 1.0)
+        coef = 1.0;
+    const float fc = (float)coef;
+    for (int i = 0; i < o->count; i++) {
+        float *g = o->params[i].grad;
+        for (int64_t j = 0; j < o->params[i].n; j++)
+            g[j] *= fc;
+    }
+    double lr, beta1;
+    onecycle_at(&o->schedule, o->step, &lr, &beta1);
+    o->step++;
+    for (int i = 0; i < o->count; i++) {
+        train_param *p = &o->params[i];
+        optvq_adamw_step_d(p->data, p->grad, o->m + p->offset, o->v + p->offset, p->n, p->quantizer ? lr * o->mul_lr : lr,
+                           beta1, o->beta2, o->eps, p->decay ? o->weight_decay : 0.0, o->step);
+    }
+    return total;
+}

@@ -1,0 +1,38 @@
+/* The reference's optimizer: AdamW (betas 0.9/0.999, eps 1e-7) with weight
+ * decay on Conv2d/ConvTranspose2d/Linear weights only, the quantizer's
+ * parameters at lr * mul_learning_rate, OneCycleLR (beta1 cycling), and
+ * gradient-norm clipping at 1.0 before each step. */
+#ifndef OPTVQ_TRAIN_OPTIMIZER_H
+#define OPTVQ_TRAIN_OPTIMIZER_H
+#include "optvq/optvq.h"
+#include "train/schedule.h"
+
+typedef struct train_param {
+    const char *name;
+    float *data, *grad;
+    int64_t n;
+    int decay;      /* weight decay applies          */
+    int quantizer;  /* lr scaled by mul_learning_rate */
+    size_t offset;  /* into the moment buffers        */
+} train_param;
+
+typedef struct optimizer {
+    train_param *params;
+    int count;
+    float *m, *v;   /* first and second moments, one allocation */
+    size_t total;   /* floats in m (and in v)                   */
+    int64_t step;   /* optimizer steps taken                    */
+    double weight_decay, eps, beta2, mul_lr, max_norm;
+    onecycle schedule;
+} optimizer;
+
+/* Collects the model's parameters (encoder, decoder, connectors, quantizer). */
+optvq_status optimizer_init(optimizer *o, optvq_model *m, double max_lr, double mul_lr, double weight_decay,
+                            int64_t total_steps);
+void optimizer_free(optimizer *o);
+void optimizer_zero_grad(optimizer *o);
+/* clip_grad_norm_(max_norm) then one AdamW step at the schedule's lr and
+ * beta1; returns the gradient norm before clipping. */
+double optimizer_step(optimizer *o);
+
+#endif
