@@ -7,6 +7,7 @@
 #include "optvq/optvq.h"
 #include "test.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -602,4 +603,65 @@ TEST(weights_bad_pth)
     expect_fail(p, "zip");
     CHECK(write_bytes(tmp_path("junk.bin"), "this is not a checkpoint at all", 31) == 0);
     expect_fail(tmp_path("junk.bin"), NULL);
+}
+
+/* Inputs that once crashed a reader (found by fuzzing): each must now load or
+ * be refused cleanly. */
+TEST(weights_fuzz_regressions)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/weights/regress", test_ref_dir());
+    DIR *d = opendir(dir);
+    CHECK_MSG(d != NULL, "cannot open %s", dir);
+    if (!d)
+        return;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        optvq_weights *w = NULL;
+        optvq_status st = optvq_weights_load(path, &w);
+        printf("    %-50s %s\n", e->d_name, st == OPTVQ_OK ? "loaded" : optvq_last_error());
+        if (st != OPTVQ_OK)
+            CHECK(w == NULL && strstr(optvq_last_error(), e->d_name) != NULL);
+        optvq_weights_free(w);
+        n++;
+    }
+    closedir(d);
+    CHECK(n > 0);
+}
+
+/* Long names: the message still fits one line and names every kind. */
+TEST(weights_strict_load_long_names_fit)
+{
+    char names[8][96];
+    const char *pn[8];
+    int64_t dims[16];
+    for (int i = 0; i < 8; i++) {
+        snprintf(names[i], sizeof names[i], "model.decoder.up.%d.block.2.attention.very_long_submodule_name.nin_shortcut.weight", i);
+        pn[i] = names[i];
+        dims[2 * i] = 2;
+        dims[2 * i + 1] = 2;
+    }
+    optvq_weights *w = make_store(pn, 8, dims);
+    if (!w)
+        return;
+    float buf[16];
+    optvq_expected_tensor exp[8];
+    char want[8][96];
+    for (int i = 0; i < 8; i++) {
+        /* 0..3 match with a wrong shape, 4..7 are missing (and 4..7 of the file unexpected) */
+        snprintf(want[i], sizeof want[i], "%s%s", names[i] + 6, i >= 4 ? ".x" : "");
+        exp[i] = (optvq_expected_tensor){want[i], 2, {4, 4}, buf};
+    }
+    optvq_status st = optvq_weights_load_into(w, exp, 8, "a/rather/long/path/to/the/checkpoint/model.safetensors");
+    CHECK(st == OPTVQ_ERR_FORMAT);
+    const char *msg = optvq_last_error();
+    printf("    message (%zu chars): %s\n", strlen(msg), msg);
+    CHECK(strlen(msg) < 511); /* not cut by the message buffer */
+    CHECK(strstr(msg, "4 missing") && strstr(msg, "4 unexpected") && strstr(msg, "4 shape mismatches"));
+    CHECK(strstr(msg, "vs model (4, 4)") != NULL);
+    optvq_weights_free(w);
 }

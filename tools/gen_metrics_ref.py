@@ -248,6 +248,25 @@ def main():
     xt = torch.from_numpy(cases[0][1])[None]
     print("identical: psnr32", float(pyiqa_psnr(xt, xt)), "psnr64", float(pyiqa_psnr(xt.double(), xt.double())),
           "ssim", float(pyiqa_ssim(xt, xt)[0]))
+    # the reference's own reconstructions of tests/ref/model/taming_small (x in [-1, 1]):
+    # per-image metrics as eval.py computes them, and the mean quantization error
+    tdir = os.path.join(OUT, "..", "model", "taming_small")
+    tx = torch.from_numpy(np.load(os.path.join(tdir, "x.npy")))
+    tr = torch.from_numpy(np.load(os.path.join(tdir, "recon.npy")))
+    rx, rr = (tx + 1) / 2, ((tr + 1) / 2).clamp(0, 1)
+    tp32 = pyiqa_psnr(rx, rr)
+    tp64 = pyiqa_psnr(rx.double(), rr.double())
+    ts = torch.stack([pyiqa_ssim(rx[i:i + 1], rr[i:i + 1])[0][0] for i in range(rx.shape[0])])
+    z = np.load(os.path.join(tdir, "z.npy")).astype(np.float64)
+    xq = np.load(os.path.join(tdir, "xq.npy")).astype(np.float64)
+    qerr = float(np.mean((z - xq) ** 2))
+    with open(os.path.join(OUT, "taming_small.txt"), "w") as f:
+        f.write("# image psnr_pyiqa32 psnr_pyiqa64 ssim_pyiqa of tests/ref/model/taming_small x.npy vs recon.npy;"
+                " last line: mean (z - xq)^2\n")
+        for i in range(rx.shape[0]):
+            f.write(f"{i} {float(tp32[i])!r} {float(tp64[i])!r} {float(ts[i])!r}\n")
+        f.write(f"qerr {qerr!r}\n")
+    print("taming_small:", tp64.tolist(), ts.tolist(), "qerr", qerr)
     with open(os.path.join(OUT, "cases.txt"), "w") as f:
         f.write("# name psnr_pyiqa32 psnr_pyiqa64 ssim_pyiqa psnr_skimage ssim_skimage cs_clipped\n")
         f.write("# written by tools/gen_metrics_ref.py\n")

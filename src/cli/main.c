@@ -14,9 +14,11 @@ typedef struct {
 static const command commands[] = {
     {"demo", cmd_demo, "the main job: the toy picture of vanilla VQ vs OptVQ"},
     {"toy", cmd_toy, "2-D toy: vanilla VQ and OptVQ side by side (GIF + PNG)"},
+    {"train", cmd_train, "train a tokenizer (the reference recipe) with checkpoints and resume"},
     {"encode", cmd_encode, "images -> tokens with a model"},
     {"decode", cmd_decode, "tokens -> images with a model"},
     {"reconstruct", cmd_reconstruct, "images -> tokens -> images with a model"},
+    {"eval", cmd_eval, "PSNR, SSIM, codebook usage of a model on a data set"},
     {"info", cmd_info, "a model's architecture, parameters, token grid and codebook"},
     {"quantize", cmd_quantize, "quantize features from .npy files (forward, loss, gradients)"},
     {"convert", cmd_convert, "convert model weights (.pth/.ckpt/safetensors) to safetensors"},

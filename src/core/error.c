@@ -11,6 +11,10 @@ optvq_status optvq_fail(optvq_status status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    /* one line, whatever a file put into the message (names, dtypes, ...) */
+    for (char *p = last_error; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     return status;
 }
 

@@ -6,6 +6,7 @@
 #include "core/parallel.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -246,7 +247,9 @@ optvq_status metrics_batch_signed(const float *originals, const float *recons, i
     free(scratch);
     if (st == OPTVQ_OK) /* cannot happen: the computation is deterministic */
         return optvq_fail(OPTVQ_ERR_STATE, "metrics: image %lld failed in a worker thread", (long long)failed);
-    return optvq_fail(st, "image %lld: %s", (long long)failed, optvq_last_error());
+    char msg[512]; /* optvq_fail writes the buffer optvq_last_error() points to */
+    snprintf(msg, sizeof msg, "%s", optvq_last_error());
+    return optvq_fail(st, "image %lld: %s", (long long)failed, msg);
 }
 
 /* ---- running mean ---- */

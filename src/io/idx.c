@@ -118,12 +118,29 @@ optvq_status optvq_idx_read(const char *path, int64_t max_items, optvq_idx *out)
     if (partial)
         items = max_items;
     int64_t bytes = items * item;
-    out->data = malloc(bytes > 0 ? (size_t)bytes : 1);
-    if (!out->data) {
-        st = optvq_fail(OPTVQ_ERR_NOMEM, "%s: cannot allocate %lld bytes", path, (long long)bytes);
+    /* The buffer grows with the data actually read (doubling, from 1 MiB), so a
+     * header announcing gigabytes in a small file allocates little. */
+    got = 0;
+    for (int64_t cap = 0; got == cap && cap < bytes;) {
+        int64_t ncap = cap ? (cap > bytes / 2 ? bytes : 2 * cap) : (bytes < (1 << 20) ? bytes : (1 << 20));
+        uint8_t *nd = realloc(out->data, (size_t)ncap);
+        if (!nd) {
+            st = optvq_fail(OPTVQ_ERR_NOMEM, "%s: cannot allocate %lld bytes", path, (long long)ncap);
+            goto fail;
+        }
+        out->data = nd;
+        int64_t more = gz_read_all(gz, out->data + cap, ncap - cap);
+        if (more < 0) {
+            got = -1;
+            break;
+        }
+        got = cap + more;
+        cap = ncap;
+    }
+    if (!out->data && !(out->data = malloc(1))) {
+        st = optvq_fail(OPTVQ_ERR_NOMEM, "%s: out of memory", path);
         goto fail;
     }
-    got = gz_read_all(gz, out->data, bytes);
     if (got < 0) {
         st = gz_failure(path, gz, "cannot read the IDX data");
         goto fail;

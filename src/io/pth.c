@@ -22,6 +22,8 @@
 #define PKL_MAX_OBJECTS (2 << 20)        /* objects a pickle may create        */
 #define PKL_MAX_STACK (4 << 20)          /* stack depth / marks / list items   */
 #define ZIP_MAX_RATIO 1100               /* deflate cannot expand beyond ~1032x */
+#define PTH_MAX_NUMEL ((int64_t)1 << 40) /* elements of one tensor               */
+#define PTH_COPY_SLACK ((uint64_t)64 << 20) /* bytes of copies beyond 8x the file */
 
 /* ======================================================================== */
 /* zip                                                                       */
@@ -45,6 +47,7 @@ typedef struct zip {
     size_t size;
     zentry *e;
     int64_t n;
+    uint64_t inflated; /* bytes inflated so far (entries may share their data) */
 } zip;
 
 static uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
@@ -204,6 +207,11 @@ static optvq_status zip_data(zip *z, zentry *e)
         if (e->size / ZIP_MAX_RATIO > e->comp_size + 1)
             return optvq_fail(OPTVQ_ERR_FORMAT, "%s: zip entry '%.*s' claims an implausible compression ratio", path,
                               nl, e->name);
+        /* entries whose data overlap (a zip bomb) could each inflate that much */
+        if (e->size > (uint64_t)ZIP_MAX_RATIO * size - z->inflated)
+            return optvq_fail(OPTVQ_ERR_FORMAT, "%s: the zip entries inflate to more than %dx the file's size "
+                              "(overlapping entries?)", path, ZIP_MAX_RATIO);
+        z->inflated += e->size;
         e->inflated = malloc((size_t)(e->size ? e->size : 1));
         if (!e->inflated)
             return optvq_fail(OPTVQ_ERR_NOMEM, "%s: out of memory inflating '%.*s'", path, nl, e->name);
@@ -296,6 +304,7 @@ typedef struct pk_vm {
     pk_tensor *t;
     int32_t n_t, cap_t;
     int64_t items_total;
+    uint64_t copied; /* bytes of tensors materialised as copies */
 } pk_vm;
 
 static void vm_free(pk_vm *vm)
@@ -510,6 +519,13 @@ static int reduce(pk_vm *vm, int32_t fn, int32_t args, size_t at, int32_t *out)
         t.storage = a->items[0];
         t.ndim = nd;
         t.offset = off->u.i;
+        /* the element count (strides of 0 let it exceed the storage) */
+        int64_t numel = 1;
+        for (int d = 0; d < nd; d++) {
+            if (t.size[d] && numel > PTH_MAX_NUMEL / t.size[d])
+                return bad(vm, at, "tensor shape is absurdly large"), -1;
+            numel *= t.size[d];
+        }
         /* every element must lie inside the storage */
         int empty = 0;
         for (int d = 0; d < nd; d++)
@@ -874,7 +890,7 @@ static optvq_status materialise(pk_vm *vm, const pk_tensor *t, const char *name,
     const unsigned char *base = e->data;
     int64_t numel = 1;
     for (int d = 0; d < t->ndim; d++)
-        numel *= t->size[d]; /* bounded: every element lies in the storage (checked in reduce) */
+        numel *= t->size[d]; /* at most PTH_MAX_NUMEL (checked in reduce) */
     int contiguous = 1;
     int64_t expect = 1;
     for (int d = t->ndim - 1; d >= 0; d--) {
@@ -887,6 +903,14 @@ static optvq_status materialise(pk_vm *vm, const pk_tensor *t, const char *name,
     const unsigned char *src = base + (size_t)t->offset * es;
     if (contiguous && so->wt == OPTVQ_WT_F32 && !e->inflated && ((uintptr_t)src & 3) == 0)
         return optvq_weights_add_raw(w, name, t->ndim, t->size, (float *)(uintptr_t)src, 0, vm->path);
+    /* Copies are bounded by the file: many names for one storage, or a broadcast
+     * (stride 0) shape, must not turn a small file into gigabytes. */
+    const uint64_t budget = 8 * ((uint64_t)vm->z->size + vm->z->inflated) + PTH_COPY_SLACK;
+    if ((uint64_t)numel * sizeof(float) > budget - vm->copied)
+        return optvq_fail(OPTVQ_ERR_FORMAT, "%s: tensor '%.200s' would take the checkpoint's tensors beyond %llu MiB "
+                          "(8x its size: aliased or broadcast storages?)", vm->path, name,
+                          (unsigned long long)(budget >> 20));
+    vm->copied += (uint64_t)numel * sizeof(float);
     float *dst = malloc((size_t)(numel ? numel : 1) * sizeof *dst);
     if (!dst)
         return optvq_fail(OPTVQ_ERR_NOMEM, "%s: out of memory for tensor '%.200s'", vm->path, name);

@@ -492,8 +492,9 @@ optvq_status optvq_weights_load_into(const optvq_weights *w, const optvq_expecte
             goto done;
         }
 
-    report rmiss = {{0}, 0}, runexp = {{0}, 0}, rdup = {{0}, 0}, rshape = {{0}, 0};
+    /* problems: counts, and the first SHOW of each kind (indices) */
     int64_t n_miss = 0, n_unexp = 0, n_dup = 0, n_shape = 0;
+    int64_t miss[SHOW], unexp[SHOW], dup[SHOW], shape[SHOW][2]; /* expected i / tab j */
 
     /* names that several checkpoint tensors normalise to */
     for (int64_t j = 0; j < m;) {
@@ -503,16 +504,12 @@ optvq_status optvq_weights_load_into(const optvq_weights *w, const optvq_expecte
         if (k - j > 1) {
             for (int64_t t = j; t < k; t++)
                 used[t] = 2;
-            if (n_dup < SHOW) {
-                rep_add(&rdup, "%s%.80s", n_dup ? ", " : "", tab[j].norm);
-                for (int64_t t = j; t < k && t < j + 2; t++)
-                    rep_add(&rdup, "%s%.80s", t == j ? " <- " : " and ", w->items[tab[t].index].name);
-            }
+            if (n_dup < SHOW)
+                dup[n_dup] = j;
             n_dup++;
         }
         j = k;
     }
-
     for (int64_t i = 0; i < n; i++) {
         const optvq_expected_tensor *e = &expected[i];
         norm_entry key = {e->name, 0};
@@ -520,7 +517,7 @@ optvq_status optvq_weights_load_into(const optvq_weights *w, const optvq_expecte
         match[i] = -1;
         if (!hit) {
             if (n_miss < SHOW)
-                rep_add(&rmiss, "%s%.80s", n_miss ? ", " : "", e->name);
+                miss[n_miss] = i;
             n_miss++;
             continue;
         }
@@ -535,10 +532,8 @@ optvq_status optvq_weights_load_into(const optvq_weights *w, const optvq_expecte
             same = t->shape[d] == e->shape[d];
         if (!same) {
             if (n_shape < SHOW) {
-                rep_add(&rshape, "%s%.80s: file ", n_shape ? ", " : "", e->name);
-                rep_shape(&rshape, t->ndim, t->shape);
-                rep_add(&rshape, " vs model ");
-                rep_shape(&rshape, e->ndim, e->shape);
+                shape[n_shape][0] = i;
+                shape[n_shape][1] = ti;
             }
             n_shape++;
         }
@@ -546,24 +541,56 @@ optvq_status optvq_weights_load_into(const optvq_weights *w, const optvq_expecte
     for (int64_t j = 0; j < m; j++)
         if (!used[j]) {
             if (n_unexp < SHOW)
-                rep_add(&runexp, "%s%.80s", n_unexp ? ", " : "", w->items[tab[j].index].name);
+                unexp[n_unexp] = j;
             n_unexp++;
         }
 
     if (n_miss || n_unexp || n_dup || n_shape) {
-        report r = {{0}, 0};
-        int parts = 0;
-#define PART(count, noun, rr)                                                                          \
-    if (count) {                                                                                      \
-        rep_add(&r, "%s%lld %s (%s%s)", parts++ ? ", " : " ", (long long)(count), noun, (rr).buf,   \
-                (count) > SHOW ? ", ..." : "");                                                       \
-    }
-        PART(n_miss, "missing", rmiss)
-        PART(n_unexp, "unexpected", runexp)
-        PART(n_dup, n_dup > 1 ? "names given twice" : "name given twice", rdup)
-        PART(n_shape, n_shape > 1 ? "shape mismatches" : "shape mismatch", rshape)
-#undef PART
-        st = optvq_fail(OPTVQ_ERR_FORMAT, "%s:%s", where, r.buf);
+        /* name as many of each kind as fit in one message line */
+        report r;
+        for (int show = SHOW; show >= 1; show--) {
+            r.len = 0;
+            r.buf[0] = '\0';
+            int parts = 0;
+            if (n_miss) {
+                rep_add(&r, "%s%lld missing (", parts++ ? ", " : " ", (long long)n_miss);
+                for (int64_t q = 0; q < n_miss && q < show; q++)
+                    rep_add(&r, "%s%.100s", q ? ", " : "", expected[miss[q]].name);
+                rep_add(&r, "%s)", n_miss > show ? ", ..." : "");
+            }
+            if (n_unexp) {
+                rep_add(&r, "%s%lld unexpected (", parts++ ? ", " : " ", (long long)n_unexp);
+                for (int64_t q = 0; q < n_unexp && q < show; q++)
+                    rep_add(&r, "%s%.100s", q ? ", " : "", w->items[tab[unexp[q]].index].name);
+                rep_add(&r, "%s)", n_unexp > show ? ", ..." : "");
+            }
+            if (n_dup) {
+                rep_add(&r, "%s%lld %s (", parts++ ? ", " : " ", (long long)n_dup,
+                        n_dup > 1 ? "names given twice" : "name given twice");
+                for (int64_t q = 0; q < n_dup && q < show; q++) {
+                    int64_t j = dup[q];
+                    rep_add(&r, "%s%.100s <- %.100s and %.100s", q ? ", " : "", tab[j].norm, w->items[tab[j].index].name,
+                            w->items[tab[j + 1].index].name);
+                }
+                rep_add(&r, "%s)", n_dup > show ? ", ..." : "");
+            }
+            if (n_shape) {
+                rep_add(&r, "%s%lld %s (", parts++ ? ", " : " ", (long long)n_shape,
+                        n_shape > 1 ? "shape mismatches" : "shape mismatch");
+                for (int64_t q = 0; q < n_shape && q < show; q++) {
+                    const optvq_expected_tensor *e = &expected[shape[q][0]];
+                    const optvq_tensor *t = &w->items[tab[shape[q][1]].index].t;
+                    rep_add(&r, "%s%.100s: file ", q ? ", " : "", e->name);
+                    rep_shape(&r, t->ndim, t->shape);
+                    rep_add(&r, " vs model ");
+                    rep_shape(&r, e->ndim, e->shape);
+                }
+                rep_add(&r, "%s)", n_shape > show ? ", ..." : "");
+            }
+            if (strlen(where) + r.len < 500)
+                break;
+        }
+        st = optvq_fail(OPTVQ_ERR_FORMAT, "%.200s:%s", where, r.buf);
         goto done;
     }
 

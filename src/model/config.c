@@ -570,18 +570,28 @@ optvq_status model_config_save_json(const model_config *c, const char *path)
         cJSON_AddItemToObject(root, "encoder", taming_json(&c->encoder, 1));
         cJSON_AddItemToObject(root, "decoder", taming_json(&c->decoder, 0));
     } else {
-        /* plain CNN: keep the reference's target/params form under model.autoencoder */
+        /* plain CNN (either side): keep the reference's target/params form under model.autoencoder */
         cJSON *model = cJSON_AddObjectToObject(root, "model");
         cJSON *ae = cJSON_AddObjectToObject(model, "autoencoder");
         cJSON_AddStringToObject(ae, "target", "optvq.models.vqgan.VQModel");
         cJSON *params = cJSON_AddObjectToObject(ae, "params");
         cJSON_AddBoolToObject(params, "use_connector", c->use_connector);
         cJSON *enc = cJSON_AddObjectToObject(params, "encoder");
-        cJSON_AddStringToObject(enc, "target", "optvq.models.backbone.simple_cnn.PlainCNNEncoder");
-        cJSON_AddNumberToObject(cJSON_AddObjectToObject(enc, "params"), "in_dim", (double)c->encoder.in_channels);
+        if (c->encoder.arch == ARCH_TAMING) {
+            cJSON_AddStringToObject(enc, "target", "optvq.models.backbone.diffusion.Encoder");
+            cJSON_AddItemToObject(enc, "params", taming_json(&c->encoder, 1));
+        } else {
+            cJSON_AddStringToObject(enc, "target", "optvq.models.backbone.simple_cnn.PlainCNNEncoder");
+            cJSON_AddNumberToObject(cJSON_AddObjectToObject(enc, "params"), "in_dim", (double)c->encoder.in_channels);
+        }
         cJSON *dec = cJSON_AddObjectToObject(params, "decoder");
-        cJSON_AddStringToObject(dec, "target", "optvq.models.backbone.simple_cnn.PlainCNNDecoder");
-        cJSON_AddNumberToObject(cJSON_AddObjectToObject(dec, "params"), "out_dim", (double)c->decoder.out_channels);
+        if (c->decoder.arch == ARCH_TAMING) {
+            cJSON_AddStringToObject(dec, "target", "optvq.models.backbone.diffusion.Decoder");
+            cJSON_AddItemToObject(dec, "params", taming_json(&c->decoder, 0));
+        } else {
+            cJSON_AddStringToObject(dec, "target", "optvq.models.backbone.simple_cnn.PlainCNNDecoder");
+            cJSON_AddNumberToObject(cJSON_AddObjectToObject(dec, "params"), "out_dim", (double)c->decoder.out_channels);
+        }
         cJSON *qs = cJSON_AddObjectToObject(params, "quantize");
         cJSON_AddStringToObject(qs, "target", c->quantize.assign == OPTVQ_ASSIGN_SINKHORN
                                                   ? "optvq.models.quantizer.VectorQuantizerSinkhorn"
