@@ -511,12 +511,24 @@ optvq_status model_config_load(const char *path, model_config *out)
     FILE *f = fopen(path, "rb");
     if (!f)
         return optvq_fail(OPTVQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = malloc(MAX_CONFIG_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, MAX_CONFIG_BYTES + 1, f) : 0;
-    int err = ferror(f);
+    /* the buffer grows with the text (from 64 KiB) up to the cap, plus one byte to see overflow */
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    int err = 0;
+    while (n == cap && cap < (size_t)MAX_CONFIG_BYTES + 1) {
+        cap = cap ? (2 * cap < (size_t)MAX_CONFIG_BYTES + 1 ? 2 * cap : (size_t)MAX_CONFIG_BYTES + 1) : 65536;
+        char *nb = realloc(buf, cap + 1);
+        if (!nb) {
+            free(buf);
+            fclose(f);
+            return optvq_fail(OPTVQ_ERR_NOMEM, "%s: out of memory", path);
+        }
+        buf = nb;
+        n += fread(buf + n, 1, cap - n, f);
+        if ((err = ferror(f)) != 0)
+            break;
+    }
     fclose(f);
-    if (!buf)
-        return optvq_fail(OPTVQ_ERR_NOMEM, "%s: out of memory", path);
     if (err || n > MAX_CONFIG_BYTES) {
         free(buf);
         return optvq_fail(OPTVQ_ERR_FORMAT, "%s: %s", path, err ? "read error" : "larger than 16 MiB");
