@@ -4,6 +4,7 @@
 #   make check        every test (installs missing Debian packages first)
 #   make check-asan   the tests under AddressSanitizer + UBSan (build-asan/)
 #   make bench        benchmarks (bench/README.md)
+#   make fuzz         libFuzzer targets (clang) in build-fuzz/, each run FUZZ_SECONDS (60)
 #   make install PREFIX=/usr/local
 PREFIX ?= /usr/local
 BUILD ?= build
@@ -32,7 +33,7 @@ DEPS := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
 SONAME := liboptvq.so.0
 VERSION := 0.1.0
 
-.PHONY: all deps demo check check-asan test bench install uninstall clean
+.PHONY: all deps demo check check-asan test bench install uninstall clean fuzz fuzz-build
 all: $(BUILD)/liboptvq.a $(BUILD)/$(SONAME) $(BUILD)/optvq $(BUILD)/optvq.pc
 
 deps:
@@ -72,6 +73,35 @@ test: check
 check-asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
 
+# libFuzzer targets (fuzz/): the parsers and what they feed, built with clang
+# under ASan + UBSan into build-fuzz/; `make fuzz` runs each for FUZZ_SECONDS
+# and fails on any crash, leak, timeout or out-of-memory (fuzz/run.sh).
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_BUILD := build-fuzz
+FUZZ_TARGETS := npy safetensors pth config idx png jpeg
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c11 -O1 -g -Wall -Wextra -Wno-unknown-pragmas -Wno-source-uses-openmp -Wno-unused-parameter $(FUZZ_SAN)
+FUZZ_LIB_SRC := $(wildcard src/core/*.c src/io/*.c src/quant/*.c) src/model/config.c
+FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/liboptvq-fuzz.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(FUZZ_BUILD)/liboptvq-fuzz.a
+	$(FUZZ_CC) $(CPPFLAGS) -Ifuzz $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/liboptvq-fuzz.a $(LIB_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 bench: all
 	$(MAKE) -C bench BUILD=../$(BUILD)
 
@@ -91,4 +121,4 @@ uninstall:
 clean:
 	rm -rf build build-asan
 
--include $(DEPS)
+-include $(DEPS) $(FUZZ_LIB_OBJ:.o=.d)

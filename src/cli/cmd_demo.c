@@ -130,23 +130,40 @@ static int recon_figure(const char *out)
 
 static int charts(const char *out, const train_summary *s)
 {
-    double x[TRAIN_MAX_EPOCHS], u[2][TRAIN_MAX_EPOCHS], ps[2][TRAIN_MAX_EPOCHS];
+    double x[TRAIN_MAX_EPOCHS], ps[2][TRAIN_MAX_EPOCHS];
     int n = (int)s[0].epochs;
     for (int i = 0; i < n; i++) {
         x[i] = i + 1;
-        for (int k = 0; k < 2; k++) {
-            u[k][i] = 100.0 * s[k].usage[i];
+        for (int k = 0; k < 2; k++)
             ps[k][i] = s[k].psnr[i];
-        }
     }
-    viz_series su[2] = {{"vanilla VQ (nearest code)", {0.80, 0.15, 0.15}, x, u[0], n},
-                        {"OptVQ (Sinkhorn)", {0.13, 0.55, 0.13}, x, u[1], n}};
+    /* codes used by each step's batch */
+    int steps = (int)(s[0].steps < TRAIN_MAX_STEPS ? s[0].steps : TRAIN_MAX_STEPS);
+    double *sx = malloc((size_t)(steps ? steps : 1) * sizeof(double));
+    double *su0 = malloc((size_t)(steps ? steps : 1) * sizeof(double)), *su1 = malloc((size_t)(steps ? steps : 1) * sizeof(double));
+    if (!sx || !su0 || !su1) {
+        free(sx);
+        free(su0);
+        free(su1);
+        return 1;
+    }
+    for (int i = 0; i < steps; i++) {
+        sx[i] = i + 1;
+        su0[i] = 100.0 * s[0].step_usage[i];
+        su1[i] = 100.0 * s[1].step_usage[i];
+    }
+    viz_series su[2] = {{"vanilla VQ (nearest code)", {0.80, 0.15, 0.15}, sx, su0, steps},
+                        {"OptVQ (Sinkhorn)", {0.13, 0.55, 0.13}, sx, su1, steps}};
     viz_series sp[2] = {{"vanilla VQ (nearest code)", {0.80, 0.15, 0.15}, x, ps[0], n},
                         {"OptVQ (Sinkhorn)", {0.13, 0.55, 0.13}, x, ps[1], n}};
     char p[4096];
     snprintf(p, sizeof p, "%s/usage.png", out);
-    if (viz_line_chart(p, "Codebook usage during training (1024 codes)", "epoch", "codes used in the epoch (%)", su,
-                       2, 0.0, 100.0) != OPTVQ_OK)
+    optvq_status st = viz_line_chart(p, "Codebook usage during training (1024 codes)", "training step",
+                                     "codes used by the step's batch (%)", su, 2, 0.0, 100.0);
+    free(sx);
+    free(su0);
+    free(su1);
+    if (st != OPTVQ_OK)
         goto fail;
     snprintf(p, sizeof p, "%s/psnr.png", out);
     if (viz_line_chart(p, "Held-out PSNR (Fashion-MNIST test images)", "epoch", "PSNR (dB)", sp, 2, NAN, NAN) !=

@@ -497,6 +497,8 @@ int train_run(const train_options *o, train_summary *sum)
             optvq_usage_compute(tokens, b * tok_per, n_e, &u);
             for (int64_t k = 0; k < b * tok_per; k++)
                 hist[tokens[k]]++;
+            if (sum && r.opt.step <= TRAIN_MAX_STEPS)
+                sum->step_usage[r.opt.step - 1] = (double)u.codes_used / (double)n_e;
             loss_sum += l.total;
             fprintf(mlog,
                     "{\"step\": %lld, \"epoch\": %lld, \"lr\": %.6g, \"beta1\": %.6g, \"loss\": %.6g, \"l1\": %.6g, "

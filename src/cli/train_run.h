@@ -14,6 +14,7 @@ typedef struct train_options {
 } train_options;
 
 #define TRAIN_MAX_EPOCHS 1024
+#define TRAIN_MAX_STEPS 8192
 
 /* What a finished run measured, per epoch (for reports). */
 typedef struct train_summary {
@@ -25,6 +26,7 @@ typedef struct train_summary {
     double psnr[TRAIN_MAX_EPOCHS], ssim[TRAIN_MAX_EPOCHS]; /* held-out, NaN without data */
     double loss[TRAIN_MAX_EPOCHS];       /* mean training loss */
     double val_usage, val_perplexity;    /* held-out codebook usage after the last epoch */
+    double step_usage[TRAIN_MAX_STEPS];  /* fraction of codes used by each step's batch */
 } train_summary;
 
 /* Returns the process exit status (0, 1 runtime failure); errors are printed. */
