@@ -103,7 +103,7 @@ fuzz: fuzz-build
 	fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench: all
-	$(MAKE) -C bench BUILD=../$(BUILD)
+	$(MAKE) -C bench BUILD=../$(BUILD) LIB_LIBS="$(LIB_LIBS)"
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include/optvq $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin

@@ -373,6 +373,7 @@ static void progress(run *r, int64_t epoch, int64_t step_in_epoch, double loss, 
         fprintf(p, "%s epoch %lld/%lld step %lld/%lld loss %.4f q %.4f codes used %lld/%lld ETA %.0fs\n", r->label,
                 (long long)epoch + 1, (long long)r->epochs, (long long)step_in_epoch, (long long)r->steps_per_epoch,
                 loss, q, (long long)used, (long long)r->cfg.quantize.n_e, eta);
+        fflush(p);
     }
 }
 

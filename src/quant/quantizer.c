@@ -6,6 +6,7 @@
 #include "optvq/optvq.h"
 #include "quant/assign.h"
 #include "quant/distance.h"
+#include "quant/simd_exp.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -289,6 +290,28 @@ static optvq_status ensure_capacity(optvq_quantizer *q, int64_t N)
     return OPTVQ_OK;
 }
 
+/* p = softmax(-D) over a row of n distances (vectorised exp, sums in
+ * double); returns log sum_k exp(-D[k]). p may alias nothing in D. */
+static double softmax_neg(const float *D, int64_t n, float *p)
+{
+    float dmin = INFINITY;
+    for (int64_t k = 0; k < n; k++)
+        dmin = D[k] < dmin ? D[k] : dmin;
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++)
+        p[k] = D[k] - dmin;
+    optvq_exp_neg_scaled(p, p, n, 1.0f);
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t k = 0; k < n; k++)
+        s += p[k];
+    const float inv = (float)(1.0 / s);
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++)
+        p[k] *= inv;
+    return -(double)dmin + log(s);
+}
+
 /* Cross-entropy of logits -D with target idx, mean over vectors (design.md §1.8). */
 static double ce_loss(const optvq_quantizer *q, const dist_ctx *dc)
 {
@@ -296,16 +319,17 @@ static double ce_loss(const optvq_quantizer *q, const dist_ctx *dc)
     row_blocks rb = row_blocks_for(dc->N, n_e);
     double part[64] = {0};
     const int threads = optvq_threads_for((double)dc->N * (double)n_e * (double)dc->d);
-    float *bufs = malloc((size_t)threads * (size_t)(rb.chunk_rows * n_e) * sizeof(float));
+    float *bufs = malloc((size_t)threads * (size_t)((rb.chunk_rows + 1) * n_e) * sizeof(float));
     if (!bufs)
         return NAN;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t b = 0; b < rb.num_blocks; b++) {
 #ifdef _OPENMP
-        float *buf = bufs + (size_t)omp_get_thread_num() * (size_t)(rb.chunk_rows * n_e);
+        float *buf = bufs + (size_t)omp_get_thread_num() * (size_t)((rb.chunk_rows + 1) * n_e);
 #else
         float *buf = bufs;
 #endif
+        float *p = buf + rb.chunk_rows * n_e;
         int64_t i0 = b * rb.block_rows, i1 = i0 + rb.block_rows < dc->N ? i0 + rb.block_rows : dc->N;
         double s = 0;
         for (int64_t c0 = i0; c0 < i1; c0 += rb.chunk_rows) {
@@ -313,13 +337,7 @@ static double ce_loss(const optvq_quantizer *q, const dist_ctx *dc)
             dist_rows(dc, c0, n, buf);
             for (int64_t i = 0; i < n; i++) {
                 const float *D = buf + i * n_e;
-                float dmin = INFINITY;
-                for (int64_t k = 0; k < n_e; k++)
-                    dmin = D[k] < dmin ? D[k] : dmin;
-                double e = 0;
-                for (int64_t k = 0; k < n_e; k++)
-                    e += exp((double)dmin - D[k]);
-                s += D[q->idx[c0 + i]] - dmin + log(e);
+                s += D[q->idx[c0 + i]] + softmax_neg(D, n_e, p);
             }
         }
         part[b] = s;
@@ -442,20 +460,15 @@ static optvq_status ce_backward(optvq_quantizer *q, float w, float *gxv, float *
         dist_rows(&dc, i0, n, D);
         for (int64_t i = 0; i < n; i++) {
             const float *Di = D + i * n_e;
-            float *Wi = Wm + i * n_e;
-            float dmin = INFINITY;
-            for (int64_t k = 0; k < n_e; k++)
-                dmin = Di[k] < dmin ? Di[k] : dmin;
-            double e = 0;
-            for (int64_t k = 0; k < n_e; k++)
-                e += exp((double)dmin - Di[k]);
-            double l = -(double)dmin + log(e); /* log sum exp(-D) */
-            lse[i0 + i] = l;
+            float *Wi = Wm + i * n_e; /* first the softmax, then W in place */
+            lse[i0 + i] = softmax_neg(Di, n_e, Wi);
+            Wi[q->idx[i0 + i]] -= 1.0f; /* p - onehot */
+            const float fs = (float)-scale;
             double wsum = 0;
+#pragma omp simd reduction(+ : wsum)
             for (int64_t k = 0; k < n_e; k++) {
-                double g = scale * ((k == q->idx[i0 + i]) - exp(-(double)Di[k] - l));
-                double wk = Di[k] > 0 ? g / Di[k] : 0.0;
-                Wi[k] = (float)wk;
+                float wk = Di[k] > 0 ? fs * Wi[k] / Di[k] : 0.0f;
+                Wi[k] = wk;
                 wsum += wk;
             }
             float *gx = gxv + (i0 + i) * d;
@@ -480,14 +493,24 @@ static optvq_status ce_backward(optvq_quantizer *q, float w, float *gxv, float *
         for (int64_t i0 = 0; i0 < N; i0 += R) {
             int64_t n = N - i0 < R ? N - i0 : R;
             dist_rows_codes(&dc, i0, n, k0, nk, D);
-            for (int64_t i = 0; i < n; i++)
+            for (int64_t i = 0; i < n; i++) {
+                const float *Di = D + i * nk;
+                float *Wi = Wm + i * nk;
+                const float l = (float)lse[i0 + i];
+#pragma omp simd
+                for (int64_t k = 0; k < nk; k++)
+                    Wi[k] = Di[k] + l;
+                optvq_exp_neg_scaled(Wi, Wi, nk, 1.0f); /* softmax(-D)[i, k] */
+                int64_t t = q->idx[i0 + i] - k0;
+                if (t >= 0 && t < nk)
+                    Wi[t] -= 1.0f;
+                const float fs = (float)-scale;
                 for (int64_t k = 0; k < nk; k++) {
-                    float Dik = D[i * nk + k];
-                    double g = scale * ((k0 + k == q->idx[i0 + i]) - exp(-(double)Dik - lse[i0 + i]));
-                    double wk = Dik > 0 ? g / Dik : 0.0;
-                    Wm[i * nk + k] = (float)wk;
+                    float wk = Di[k] > 0 ? fs * Wi[k] / Di[k] : 0.0f;
+                    Wi[k] = wk;
                     colw[k] += wk;
                 }
+            }
             /* gcb[k0:k0+nk] -= W^T X */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)d, (int)n, -1.0f, Wm, (int)nk,
                         q->xv + i0 * d, (int)d, 1.0f, gcb + k0 * d, (int)d);
