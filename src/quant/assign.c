@@ -18,7 +18,7 @@
 #define MAX_BLOCKS 64
 #define LOG_1E8 (-18.420680743952367) /* log(1e-8) */
 
-row_blocks row_blocks_for(int64_t N, int64_t n_e)
+row_blocks row_blocks_for(int64_t N, int64_t n_e, int64_t d)
 {
     row_blocks b;
     b.block_rows = (N + MAX_BLOCKS - 1) / MAX_BLOCKS;
@@ -28,6 +28,8 @@ row_blocks row_blocks_for(int64_t N, int64_t n_e)
     /* about 1 MiB of cost rows per chunk: each codebook tile is reused by
      * several rows, and the chunk is still in cache when it is consumed */
     int64_t cr = (int64_t)(1024 * 1024 / 4) / (n_e > 0 ? n_e : 1);
+    if (d > 16 && cr < 64) /* GEMM distances: enough rows to amortise packing the codebook */
+        cr = 64;
     b.chunk_rows = cr < 1 ? 1 : cr > b.block_rows ? b.block_rows : cr;
     return b;
 }
@@ -108,8 +110,10 @@ static optvq_status compute_norm(sk_run *r, int fill_matrix)
             i1 = r->N;
         double s = 0, s2 = 0;
         float mn = INFINITY;
-        for (int64_t c0 = i0; c0 < i1; c0 += r->rb.chunk_rows) {
-            int64_t n = i1 - c0 < r->rb.chunk_rows ? i1 - c0 : r->rb.chunk_rows;
+        /* the materialized matrix takes the whole block in one call (one GEMM) */
+        const int64_t step = fill_matrix ? r->rb.block_rows : r->rb.chunk_rows;
+        for (int64_t c0 = i0; c0 < i1; c0 += step) {
+            int64_t n = i1 - c0 < step ? i1 - c0 : step;
             float *buf = fill_matrix ? r->matrix + c0 * n_e
                                      : r->chunk_bufs + (size_t)thread_id() * (size_t)(r->rb.chunk_rows * n_e);
             dist_rows(r->dc, c0, n, buf);
@@ -567,7 +571,7 @@ optvq_status sk_assign(const dist_ctx *dc, const sk_params *p, sk_workspace *ws,
     r.p = p;
     r.N = dc->N;
     r.n_e = dc->n_e;
-    r.rb = row_blocks_for(r.N, r.n_e);
+    r.rb = row_blocks_for(r.N, r.n_e, dc->d);
     r.threads = optvq_threads_for((double)r.N * (double)r.n_e * 8);
     r.N_global = (double)r.N;
     if (reduce(p, &r.N_global, 1, OPTVQ_REDUCE_SUM))
@@ -637,20 +641,32 @@ done:
 optvq_status nearest_assign(const dist_ctx *dc, int64_t *indices)
 {
     const int64_t n_e = dc->n_e;
-    row_blocks rb = row_blocks_for(dc->N, n_e);
+    /* rows x a tile of codes at a time; the first minimum wins across tiles */
+    const int64_t tile = n_e < 4096 ? n_e : 4096;
+    row_blocks rb = row_blocks_for(dc->N, tile, dc->d);
     const int threads = optvq_threads_for((double)dc->N * (double)n_e * (double)dc->d);
-    float *bufs = malloc((size_t)threads * (size_t)(rb.chunk_rows * n_e) * sizeof(float));
+    float *bufs = malloc((size_t)threads * (size_t)(rb.chunk_rows * tile + rb.chunk_rows) * sizeof(float));
     if (!bufs)
         return optvq_fail(OPTVQ_ERR_NOMEM, "nearest: out of memory");
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t b = 0; b < rb.num_blocks; b++) {
-        float *buf = bufs + (size_t)thread_id() * (size_t)(rb.chunk_rows * n_e);
+        float *buf = bufs + (size_t)thread_id() * (size_t)(rb.chunk_rows * tile + rb.chunk_rows);
+        float *best = buf + rb.chunk_rows * tile;
         int64_t i0 = b * rb.block_rows, i1 = i0 + rb.block_rows < dc->N ? i0 + rb.block_rows : dc->N;
         for (int64_t c0 = i0; c0 < i1; c0 += rb.chunk_rows) {
             int64_t n = i1 - c0 < rb.chunk_rows ? i1 - c0 : rb.chunk_rows;
-            dist_rows(dc, c0, n, buf);
-            for (int64_t i = 0; i < n; i++)
-                indices[c0 + i] = argmax_scaled_f(buf + i * n_e, n_e, -1.0f); /* argmin D */
+            for (int64_t k0 = 0; k0 < n_e; k0 += tile) {
+                int64_t nk = n_e - k0 < tile ? n_e - k0 : tile;
+                dist_rows_codes(dc, c0, n, k0, nk, buf);
+                for (int64_t i = 0; i < n; i++) {
+                    int64_t k = argmax_scaled_f(buf + i * nk, nk, -1.0f); /* argmin D */
+                    float v = buf[i * nk + k];
+                    if (k0 == 0 || v < best[i]) {
+                        best[i] = v;
+                        indices[c0 + i] = k0 + k;
+                    }
+                }
+            }
         }
     }
     free(bufs);

@@ -52,6 +52,6 @@ typedef struct row_blocks {
     int64_t num_blocks;
     int64_t chunk_rows; /* rows computed at once inside a block        */
 } row_blocks;
-row_blocks row_blocks_for(int64_t N, int64_t n_e);
+row_blocks row_blocks_for(int64_t N, int64_t n_e, int64_t d);
 
 #endif

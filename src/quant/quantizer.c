@@ -316,7 +316,7 @@ static double softmax_neg(const float *D, int64_t n, float *p)
 static double ce_loss(const optvq_quantizer *q, const dist_ctx *dc)
 {
     const int64_t n_e = dc->n_e;
-    row_blocks rb = row_blocks_for(dc->N, n_e);
+    row_blocks rb = row_blocks_for(dc->N, n_e, dc->d);
     double part[64] = {0};
     const int threads = optvq_threads_for((double)dc->N * (double)n_e * (double)dc->d);
     float *bufs = malloc((size_t)threads * (size_t)((rb.chunk_rows + 1) * n_e) * sizeof(float));
