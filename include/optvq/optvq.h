@@ -87,7 +87,7 @@ typedef struct optvq_quantizer_config {
     int n_iters;              /* Sinkhorn iterations                      5 */
     int use_proj;             /* codebook = E W^T + b                     1 */
     int log_domain;           /* stabilised Sinkhorn, never underflows    0 */
-    size_t workspace_bytes;   /* cap on the N x n_e matrix (0 = 512 MiB)   */
+    size_t workspace_bytes;   /* cap on the N x n_e matrix (0 = 1 GiB)     */
     optvq_allreduce_fn allreduce; /* NULL: single process                  */
     void *allreduce_ctx;
 } optvq_quantizer_config;

@@ -36,7 +36,7 @@ static const char *const HELP =
     "  --beta B               weight of the codebook loss term (default 0.25)\n"
     "  --loss l2|l1|ce        loss type (default l2)\n"
     "  --log-domain           stabilised Sinkhorn that never underflows\n"
-    "  --workspace-mb M       largest cost matrix held in memory (default 512)\n"
+    "  --workspace-mb M       largest cost matrix held in memory (default 1024)\n"
     "  --threads T            threads (default: all cores)\n"
     "  --out DIR              output folder (created if missing)\n";
 
@@ -114,7 +114,7 @@ int cmd_quantize(int argc, char **argv)
     static const char *const norms[] = {"all", "dim", "null", NULL};
     static const char *const losses[] = {"l2", "l1", "ce", NULL};
     int assign = 0, norm = 0, loss_type = 0;
-    int64_t heads = 1, iters = cfg.n_iters, ws_mb = 512, threads = 0;
+    int64_t heads = 1, iters = cfg.n_iters, ws_mb = 1024, threads = 0;
     double eps = cfg.epsilon, beta = cfg.beta;
     if (cli_get_choice("quantize", opts, "assign", assigns, &assign) ||
         cli_get_choice("quantize", opts, "normalize", norms, &norm) ||

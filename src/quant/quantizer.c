@@ -54,7 +54,7 @@ void optvq_quantizer_config_default(optvq_quantizer_config *c)
     c->workspace_bytes = 0;
 }
 
-#define DEFAULT_WORKSPACE ((size_t)512 << 20)
+#define DEFAULT_WORKSPACE ((size_t)1024 << 20) /* holds the MNIST config's batch of 1024 */
 #define MAX_CODES ((int64_t)1 << 31)
 #define MAX_DIM ((int64_t)1 << 20)
 
