@@ -39,8 +39,8 @@ static const char demo_help[] =
     "    --epochs N       epochs per model (default 4)\n"
     "    --limit N        training images (default 12000 of the 60000)\n"
     "    --batch-size B   batch size (default 256)\n"
-    "    --lr LR          learning rate per sample (default 4e-5: the reference's\n"
-    "                     4.5e-6 is tuned for 100 epochs)\n"
+    "    --lr LR          learning rate per sample (default 4.5e-6 x 1024 / B: the\n"
+    "                     reference's absolute learning rate at its batch of 1024)\n"
     "    --threads T      threads (default: all cores)\n"
     "    --quick          a tiny run (tests): 1 epoch of 512 images\n"
     "\n"
@@ -239,7 +239,7 @@ int cmd_demo(int argc, char **argv)
     const char *out = cli_get(opts, "out") ? cli_get(opts, "out") : "out/demo";
     int quick = cli_get(opts, "quick") != NULL;
     int64_t epochs = quick ? 1 : 4, limit = quick ? 512 : 12000, batch = quick ? 128 : 256, threads = 0;
-    double lr = 4e-5;
+    double lr = -1; /* default: the reference's absolute lr, 4.5e-6 x 1024, at our batch size */
     if (!*out) {
         fprintf(stderr, "optvq demo: --out must not be empty\n");
         return 2;
@@ -249,6 +249,8 @@ int cmd_demo(int argc, char **argv)
         cli_get_int("demo", opts, "batch-size", 1, 1 << 16, &batch) ||
         cli_get_int("demo", opts, "threads", 0, 4096, &threads) || cli_get_float("demo", opts, "lr", 0, 1, &lr))
         return 2;
+    if (lr < 0)
+        lr = 4.5e-6 * 1024.0 / (double)batch;
     if (mkdir(out, 0777) != 0 && errno != EEXIST) {
         /* mkdir -p for the default out/demo */
         char parent[4096];

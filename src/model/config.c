@@ -179,9 +179,9 @@ static double get_num(reader *r, const cJSON *obj, const char *key, double def)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v || cJSON_IsNull(v))
         return def;
-    if (!cJSON_IsNumber(v)) {
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) { /* JSON's 1e999 parses as Inf */
         if (r->status == OPTVQ_OK)
-            r->status = optvq_fail(OPTVQ_ERR_FORMAT, "%s: %s.%s must be a number", r->what, r->section, key);
+            r->status = optvq_fail(OPTVQ_ERR_FORMAT, "%s: %s.%s must be a finite number", r->what, r->section, key);
         return def;
     }
     return v->valuedouble;
@@ -362,8 +362,10 @@ static void read_quantizer(reader *r, const cJSON *p, int sinkhorn, optvq_quanti
     if (r->status == OPTVQ_OK && (q->e_dim % q->num_head))
         r->status = optvq_fail(OPTVQ_ERR_FORMAT, "%s: quantize.num_head %lld does not divide e_dim %lld", r->what,
                                (long long)q->num_head, (long long)q->e_dim);
-    if (r->status == OPTVQ_OK && !(q->epsilon > 0))
-        r->status = optvq_fail(OPTVQ_ERR_FORMAT, "%s: quantize.epsilon must be > 0", r->what);
+    if (r->status == OPTVQ_OK && !(q->epsilon > 0 && isfinite(q->epsilon)))
+        r->status = optvq_fail(OPTVQ_ERR_FORMAT, "%s: quantize.epsilon must be a finite number > 0", r->what);
+    if (r->status == OPTVQ_OK && !isfinite(q->beta))
+        r->status = optvq_fail(OPTVQ_ERR_FORMAT, "%s: quantize.beta must be a finite number", r->what);
 }
 
 static int quantizer_kind(reader *r, const char *target)
