@@ -3,6 +3,7 @@
  * and a Markdown report with plots and reconstructions. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/util.h"
 #include "cli/train_run.h"
 #include "io/image.h"
 #include "optvq/optvq.h"
@@ -218,13 +219,6 @@ static int report(const char *out, const train_summary *s, const train_options *
     return fclose(f) != 0;
 }
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 int cmd_demo(int argc, char **argv)
 {
     cli_opt opts[] = {{"out", 1, 0},     {"epochs", 1, 0},  {"limit", 1, 0}, {"batch-size", 1, 0},
@@ -251,28 +245,18 @@ int cmd_demo(int argc, char **argv)
         return 2;
     if (lr < 0)
         lr = 4.5e-6 * 1024.0 / (double)batch;
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
-        /* mkdir -p for the default out/demo */
-        char parent[4096];
-        snprintf(parent, sizeof parent, "%s", out);
-        char *slash = strrchr(parent, '/');
-        if (slash) {
-            *slash = '\0';
-            mkdir(parent, 0777);
-        }
-        if (mkdir(out, 0777) != 0 && errno != EEXIST) {
-            fprintf(stderr, "optvq demo: %s: cannot create folder: %s\n", out, strerror(errno));
-            return 1;
-        }
+    if (cli_make_dirs(out) != 0) {
+        fprintf(stderr, "optvq demo: %s: cannot create folder: %s\n", out, strerror(errno));
+        return 1;
     }
     printf("== 1/3 the 2-D toy\n");
     fflush(stdout);
-    double t0 = now();
+    double t0 = cli_now();
     char *toy_argv[] = {"toy", "--out", (char *)out, NULL};
     int rc = cmd_toy(3, toy_argv);
     if (rc)
         return rc;
-    double toy_s = now() - t0;
+    double toy_s = cli_now() - t0;
     char cfg[2][4096], run_dir[2][4096];
     const char *names[2] = {"vqbase", "optvq"}, *quant[2] = {VQBASE_Q, OPTVQ_Q};
     train_summary *sum = calloc(2, sizeof *sum);

@@ -3,6 +3,7 @@
  * them, see src/eval/metrics.h; codebook usage over the whole set). */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/util.h"
 #include "core/atomic_file.h"
 #include "eval/eval_model.h"
 #include "eval/metrics.h"
@@ -61,35 +62,6 @@ static const char *const HELP =
     "        perplexity exp(entropy of the code histogram); dead codes never chosen\n"
     "  quant error  mean over elements of (z - x_q)^2, z the quantizer input\n";
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcasecmp(s + a - b, suffix);
-}
-
-/* Progress on a terminal: a bar with ETA; nothing otherwise. */
-static void progress(int64_t done, int64_t total, double t0)
-{
-    if (!isatty(2) || total <= 1)
-        return;
-    double el = now() - t0, eta = done ? el / (double)done * (double)(total - done) : 0;
-    int w = 30, fill = (int)(w * done / total);
-    fprintf(stderr, "\reval [");
-    for (int i = 0; i < w; i++)
-        fputc(i < fill ? '=' : ' ', stderr);
-    fprintf(stderr, "] %lld/%lld  %.1f img/s  ETA %.0fs ", (long long)done, (long long)total,
-            el > 0 ? (double)done / el : 0.0, eta);
-    if (done == total)
-        fputc('\n', stderr);
-}
-
 /* ---- the data: images in [-1, 1], filled a batch at a time ---- */
 
 typedef enum { SRC_NPY, SRC_IDX, SRC_FILES } source_kind;
@@ -137,7 +109,7 @@ static int source_open(source *s, const char *d, int64_t channels, int64_t res, 
         fprintf(stderr, "optvq eval: %s: no such file or folder (want a folder of images, a .npy, an IDX file or "
                         "fashion-mnist)\n", d);
         return 1;
-    } else if (!S_ISDIR(st.st_mode) && (ends_with(d, ".gz") || strstr(d, "idx3-ubyte"))) {
+    } else if (!S_ISDIR(st.st_mode) && (cli_ends_with(d, ".gz") || strstr(d, "idx3-ubyte"))) {
         idx_path = d;
     }
     if (idx_path) {
@@ -165,7 +137,7 @@ static int source_open(source *s, const char *d, int64_t channels, int64_t res, 
         return 0;
     }
     snprintf(s->what, sizeof s->what, "%s", d);
-    if (!S_ISDIR(st.st_mode) && ends_with(d, ".npy")) {
+    if (!S_ISDIR(st.st_mode) && cli_ends_with(d, ".npy")) {
         s->kind = SRC_NPY;
         if (optvq_npy_read(d, &s->npy) != OPTVQ_OK || optvq_array_to_f32(&s->npy) != OPTVQ_OK) {
             fprintf(stderr, "optvq eval: %s\n", optvq_last_error());
@@ -203,7 +175,7 @@ static int source_open(source *s, const char *d, int64_t channels, int64_t res, 
             return 1;
         }
         s->n = s->n_paths;
-    } else if (ends_with(d, ".png") || ends_with(d, ".jpg") || ends_with(d, ".jpeg")) {
+    } else if (cli_ends_with(d, ".png") || cli_ends_with(d, ".jpg") || cli_ends_with(d, ".jpeg")) {
         s->single = strdup(d);
         s->n = 1;
     } else {
@@ -418,7 +390,7 @@ int cmd_eval(int argc, char **argv)
     r.assign = optvq_quantizer_get_config(optvq_model_quantizer(m))->assign == OPTVQ_ASSIGN_SINKHORN ? "sinkhorn"
                                                                                                     : "nearest";
     metrics_acc_init(&r.acc);
-    double sq_sum = 0, t0 = now();
+    double sq_sum = 0, t0 = cli_now();
     int64_t sq_count = 0;
     for (int64_t i = 0; i < src.n; i += batch_size) {
         const int64_t n = src.n - i < batch_size ? src.n - i : batch_size;
@@ -444,9 +416,9 @@ int cmd_eval(int argc, char **argv)
         }
         for (int64_t k = 0; k < n; k++)
             metrics_acc_add(&r.acc, psnr[k], ssim[k]);
-        progress(i + n, src.n, t0);
+        cli_progress("eval", "img", i + n, src.n, t0);
     }
-    r.seconds = now() - t0;
+    r.seconds = cli_now() - t0;
     r.tokens = src.n * per_tok;
     r.quant_error = sq_count ? sq_sum / (double)sq_count : NAN;
     if (eval_usage_from_histogram(hist, info.n_e, &r.usage) != OPTVQ_OK) {

@@ -1,6 +1,7 @@
 /* optvq encode / decode / reconstruct / info: image tokenization with a model. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/util.h"
 #include "io/image.h"
 #include "optvq/optvq.h"
 
@@ -29,41 +30,6 @@ static const char *const IMAGE_NOTE =
     "cropped to the model's resolution (the reference's validation preprocessing)\n"
     "and mapped to [-1, 1]. Outputs: a .npy file, a .png file (one image), or a\n"
     "folder that receives NAME.png per image.\n";
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcasecmp(s + a - b, suffix);
-}
-
-static int is_dir(const char *p)
-{
-    struct stat s;
-    return stat(p, &s) == 0 && S_ISDIR(s.st_mode);
-}
-
-/* Progress on a terminal: a bar with ETA; nothing otherwise. */
-static void progress(const char *what, int64_t done, int64_t total, double t0)
-{
-    if (!isatty(2) || total <= 1)
-        return;
-    double el = now() - t0, eta = done ? el / (double)done * (double)(total - done) : 0;
-    int w = 30, fill = (int)(w * done / total);
-    fprintf(stderr, "\r%s [", what);
-    for (int i = 0; i < w; i++)
-        fputc(i < fill ? '=' : ' ', stderr);
-    fprintf(stderr, "] %lld/%lld  %.1f/s  ETA %.0fs ", (long long)done, (long long)total,
-            el > 0 ? (double)done / el : 0.0, eta);
-    if (done == total)
-        fputc('\n', stderr);
-}
 
 typedef struct model_cli {
     const char *cmd;
@@ -130,7 +96,7 @@ static int load_images(model_cli *mc, const char *in, images *im)
 {
     memset(im, 0, sizeof *im);
     const int64_t C = mc->info.in_channels, R = mc->info.resolution;
-    if (ends_with(in, ".npy")) {
+    if (cli_ends_with(in, ".npy")) {
         optvq_array a;
         if (optvq_npy_read(in, &a) != OPTVQ_OK || optvq_array_to_f32(&a) != OPTVQ_OK) {
             fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
@@ -160,7 +126,7 @@ static int load_images(model_cli *mc, const char *in, images *im)
     char **paths = NULL;
     int64_t n = 0;
     char *single[1] = {(char *)in};
-    if (is_dir(in)) {
+    if (cli_is_dir(in)) {
         if (optvq_image_list_folder(in, &paths, &n) != OPTVQ_OK) {
             fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
             return 1;
@@ -183,14 +149,14 @@ static int load_images(model_cli *mc, const char *in, images *im)
         fprintf(stderr, "optvq %s: out of memory for %lld images\n", mc->cmd, (long long)n);
         rc = 1;
     }
-    double t0 = now();
+    double t0 = cli_now();
     for (int64_t i = 0; i < n && !rc; i++) {
         if (optvq_image_load_val(list[i], (int)R, (int)C, im->data + i * C * R * R) != OPTVQ_OK) {
             fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
             rc = 1;
         }
         im->names[i] = base_name(list[i]);
-        progress("loading", i + 1, n, t0);
+        cli_progress("loading", "img", i + 1, n, t0);
     }
     if (paths)
         optvq_image_list_free(paths, n);
@@ -203,7 +169,7 @@ static int load_images(model_cli *mc, const char *in, images *im)
 static int write_images(model_cli *mc, const char *out, const float *data, int64_t b, int64_t c, int64_t h,
                         int64_t w, char *const *names)
 {
-    if (ends_with(out, ".npy")) {
+    if (cli_ends_with(out, ".npy")) {
         int64_t shape[4] = {b, c, h, w};
         if (optvq_npy_write(out, OPTVQ_F32, 4, shape, data) != OPTVQ_OK) {
             fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
@@ -211,7 +177,7 @@ static int write_images(model_cli *mc, const char *out, const float *data, int64
         }
         return 0;
     }
-    if (ends_with(out, ".png")) {
+    if (cli_ends_with(out, ".png")) {
         if (b != 1) {
             fprintf(stderr, "optvq %s: %s: %lld images do not fit one .png; give a folder or a .npy\n", mc->cmd,
                     out, (long long)b);
@@ -265,7 +231,7 @@ static int run_batches(model_cli *mc, const images *im, int64_t *tokens, float *
     const int64_t f = mc->info.downsample, th = im->h / f, tw = im->w / f;
     const int64_t per_img = im->c * im->h * im->w, per_tok = mc->info.num_head * th * tw;
     const int64_t per_out = mc->info.out_channels * im->h * im->w;
-    double t0 = now();
+    double t0 = cli_now();
     for (int64_t i = 0; i < im->b; i += mc->batch_size) {
         int64_t n = im->b - i < mc->batch_size ? im->b - i : mc->batch_size;
         optvq_status st = recon ? optvq_model_reconstruct(mc->model, im->data + i * per_img, n, im->h, im->w,
@@ -276,7 +242,7 @@ static int run_batches(model_cli *mc, const images *im, int64_t *tokens, float *
             fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
             return 1;
         }
-        progress(recon ? "reconstruct" : "encode", i + n, im->b, t0);
+        cli_progress(recon ? "reconstruct" : "encode", "img", i + n, im->b, t0);
     }
     return 0;
 }
@@ -406,14 +372,14 @@ int cmd_decode(int argc, char **argv)
         fprintf(stderr, "optvq decode: out of memory\n");
         goto done;
     }
-    double t0 = now();
+    double t0 = cli_now();
     for (int64_t i = 0; i < B; i += mc.batch_size) {
         int64_t n = B - i < mc.batch_size ? B - i : mc.batch_size;
         if (optvq_model_decode(mc.model, (int64_t *)t.data + i * per_tok, n, th, tw, img + i * per_img) != OPTVQ_OK) {
             fprintf(stderr, "optvq decode: %s: %s\n", in, optvq_last_error());
             goto done;
         }
-        progress("decode", i + n, B, t0);
+        cli_progress("decode", "img", i + n, B, t0);
     }
     rc = write_images(&mc, out, img, B, mc.info.out_channels, th * f, tw * f, NULL);
 done:

@@ -3,6 +3,7 @@
  * most codes dead, OptVQ's Sinkhorn assignment pulls all of them in. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/util.h"
 #include "core/rng.h"
 #include "optvq/optvq.h"
 #include "train/adamw.h"
@@ -52,35 +53,6 @@ static const char toy_help[] =
     "\n"
     "EXIT STATUS\n"
     "    0 success, 1 runtime failure, 2 usage error.\n";
-
-/* mkdir -p */
-static int make_dirs(const char *path)
-{
-    char buf[4096];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(buf, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char saved = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return -1;
-        buf[i] = saved;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
 
 typedef struct toy_run {
     const char *name;
@@ -220,7 +192,7 @@ int cmd_toy(int argc, char **argv)
     viz_view_add(&view, init, K);
     viz_view_square(&view, 0.06);
 
-    if (make_dirs(out) != 0) {
+    if (cli_make_dirs(out) != 0) {
         fprintf(stderr, "optvq " CMD ": cannot create directory '%s': %s\n", out, strerror(errno));
         goto done;
     }

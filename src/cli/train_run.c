@@ -1,4 +1,5 @@
 #include "cli/train_run.h"
+#include "cli/util.h"
 
 #include "core/rng.h"
 #include "eval/metrics.h"
@@ -21,13 +22,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 typedef struct run {
     const train_options *o;
@@ -360,7 +354,7 @@ static void progress(run *r, int64_t epoch, int64_t step_in_epoch, double loss, 
     FILE *p = r->o->progress;
     if (!p)
         return;
-    double el = now() - t0, eta = done_steps ? el / (double)done_steps * (double)(todo_steps - done_steps) : 0;
+    double el = cli_now() - t0, eta = done_steps ? el / (double)done_steps * (double)(todo_steps - done_steps) : 0;
     if (isatty(fileno(p))) {
         int w = 24, fill = (int)(w * step_in_epoch / r->steps_per_epoch);
         fprintf(p, "\r%s epoch %lld/%lld [", r->label, (long long)epoch + 1, (long long)r->epochs);
@@ -456,7 +450,7 @@ int train_run(const train_options *o, train_summary *sum)
         sum->val_images = r.have_val ? r.val.n : 0;
     }
     const model_loss_weights lw = {r.cfg.train.loss_l1, r.cfg.train.loss_l2, r.cfg.train.loss_q};
-    const double t_start = now();
+    const double t_start = cli_now();
     const int64_t first_step = r.opt.step;
     int64_t steps_here = 0;
     for (int64_t epoch = r.start_epoch; epoch < r.epochs; epoch++) {
@@ -471,7 +465,7 @@ int train_run(const train_options *o, train_summary *sum)
             perm[j] = t;
         }
         memset(hist, 0, (size_t)n_e * sizeof *hist);
-        double t_epoch = now(), loss_sum = 0;
+        double t_epoch = cli_now(), loss_sum = 0;
         int64_t first_in_epoch = r.opt.step - epoch * r.steps_per_epoch; /* > 0 only when resuming mid-epoch */
         if (first_in_epoch < 0)
             first_in_epoch = 0;
@@ -486,7 +480,7 @@ int train_run(const train_options *o, train_summary *sum)
                 goto done;
             optimizer_zero_grad(&r.opt);
             model_losses l;
-            double t0 = now();
+            double t0 = cli_now();
             if (model_trainer_step(r.trainer, batch, b, R, R, &lw, &l, NULL, tokens) != OPTVQ_OK) {
                 rc = fail(&r, "step %lld: %s", (long long)r.opt.step, optvq_last_error());
                 goto done;
@@ -506,7 +500,7 @@ int train_run(const train_options *o, train_summary *sum)
                     "\"l2\": %.6g, \"q\": %.6g, \"grad_norm\": %.6g, \"codes_used\": %lld, \"perplexity\": %.4g, "
                     "\"seconds\": %.4f}\n",
                     (long long)r.opt.step, (long long)epoch + 1, lr, beta1, l.total, l.l1, l.l2, l.q, gnorm,
-                    (long long)u.codes_used, u.perplexity, now() - t0);
+                    (long long)u.codes_used, u.perplexity, cli_now() - t0);
             steps_here++;
             progress(&r, epoch, s + 1, l.total, l.q, u.codes_used, t_start, r.opt.step - first_step,
                      r.total_steps - first_step);
@@ -528,7 +522,7 @@ int train_run(const train_options *o, train_summary *sum)
         double psnr = NAN, ssim = NAN, vu = NAN, vp = NAN;
         if (r.have_val && (rc = evaluate(&r, epoch, &psnr, &ssim, &vu, &vp)))
             goto done;
-        double secs = now() - t_epoch;
+        double secs = cli_now() - t_epoch;
         fprintf(mlog,
                 "{\"epoch_end\": %lld, \"step\": %lld, \"train_codes_used\": %lld, \"train_usage\": %.6g, "
                 "\"train_perplexity\": %.6g, \"val_psnr\": %.6g, \"val_ssim\": %.6g, \"val_usage\": %.6g, "
@@ -560,7 +554,7 @@ int train_run(const train_options *o, train_summary *sum)
         goto done;
     if (sum) {
         sum->steps = r.opt.step;
-        sum->seconds = now() - t_start;
+        sum->seconds = cli_now() - t_start;
     }
 done:
     if (mlog)
