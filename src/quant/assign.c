@@ -253,11 +253,21 @@ static void reduce_blocks(double *out, const double *partial, int64_t num_blocks
 
 /* ---- path 1: the reference's float32 operations on the whole matrix ---- */
 
+static int is_pow2_float(float v)
+{
+    int e;
+    return v > 0 && frexpf(v, &e) == 0.5f && e > -120 && e < 120;
+}
+
 static optvq_status sinkhorn_materialized(sk_run *r, double *colpart, double *colsum, float *coldiv,
                                           int64_t *indices)
 {
     const int64_t n_e = r->n_e;
     const float Kf = (float)n_e, Nf = (float)r->N_global;
+    /* dividing by a power of two is exact, so it may become a multiplication
+     * by its reciprocal with the same result, bit for bit */
+    const int pow2_k = is_pow2_float(Kf), pow2_n = is_pow2_float(Nf);
+    const float invK = 1.0f / Kf, invN = 1.0f / Nf;
     double part[MAX_BLOCKS];
 
     /* P = exp(-eps * D2) */
@@ -316,7 +326,7 @@ static optvq_status sinkhorn_materialized(sk_run *r, double *colpart, double *co
                 /* each code: P[:,k] /= (sum + 1e-8); P /= n_e */
 #pragma omp simd reduction(+ : rs)
                 for (int64_t k = 0; k < n_e; k++) {
-                    row[k] = row[k] / coldiv[k] / Kf;
+                    row[k] = pow2_k ? row[k] / coldiv[k] * invK : row[k] / coldiv[k] / Kf;
                     rs += row[k];
                 }
                 /* each vector: P[i,:] /= (sum + 1e-8); P /= N */
@@ -324,12 +334,12 @@ static optvq_status sinkhorn_materialized(sk_run *r, double *colpart, double *co
                 if (last) {
 #pragma omp simd
                     for (int64_t k = 0; k < n_e; k++)
-                        row[k] = row[k] / rdiv / Nf;
+                        row[k] = pow2_n ? row[k] / rdiv * invN : row[k] / rdiv / Nf;
                     indices[i] = argmax_scaled_f(row, n_e, Nf); /* P *= N, argmax */
                 } else {
 #pragma omp simd
                     for (int64_t k = 0; k < n_e; k++) {
-                        row[k] = row[k] / rdiv / Nf;
+                        row[k] = pow2_n ? row[k] / rdiv * invN : row[k] / rdiv / Nf;
                         cp[k] += row[k];
                     }
                 }

@@ -88,7 +88,7 @@ static void small_d_rows(const dist_ctx *c, int64_t i0, int64_t rows, int64_t k0
             const float xn = c->xn[i0 + r];
             int64_t k = kt;
 #ifdef HAVE_AVX2
-            const __m256 vxn = _mm256_set1_ps(xn), m2 = _mm256_set1_ps(-2.0f), zero = _mm256_setzero_ps();
+            const __m256 vxn = _mm256_set1_ps(xn), m2 = _mm256_set1_ps(-2.0f), zero = _mm256_set1_ps(DIST_CLAMP);
             __m256 xj[SMALL_D];
             for (int64_t j = 0; j < d; j++)
                 xj[j] = _mm256_set1_ps(x[j]);
@@ -125,7 +125,7 @@ static void small_d_rows(const dist_ctx *c, int64_t i0, int64_t rows, int64_t k0
                 for (int64_t j = 1; j < d; j++)
                     dot = fmaf(x[j], cbT[j * stride + k], dot);
                 float v = fmaf(-2.0f, dot, xn) + cn[k];
-                o[k] = transform_scalar(sqrtf(v > 0.0f ? v : 0.0f), t);
+                o[k] = transform_scalar(sqrtf(v > DIST_CLAMP ? v : DIST_CLAMP), t);
             }
         }
     }
@@ -143,7 +143,7 @@ static void gemm_rows(const dist_ctx *c, int64_t i0, int64_t rows, int64_t k0, i
         const float xn = c->xn[i0 + r];
         int64_t k = 0;
 #ifdef HAVE_AVX2
-        const __m256 vxn = _mm256_set1_ps(xn), zero = _mm256_setzero_ps();
+        const __m256 vxn = _mm256_set1_ps(xn), zero = _mm256_set1_ps(DIST_CLAMP);
         for (; k + 8 <= nk; k += 8) {
             __m256 v = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(o + k), vxn), _mm256_loadu_ps(cn + k));
             _mm256_storeu_ps(o + k, transform_avx2(_mm256_sqrt_ps(_mm256_max_ps(v, zero)), t));
@@ -151,7 +151,7 @@ static void gemm_rows(const dist_ctx *c, int64_t i0, int64_t rows, int64_t k0, i
 #endif
         for (; k < nk; k++) {
             float v = o[k] + xn + cn[k];
-            o[k] = transform_scalar(sqrtf(v > 0.0f ? v : 0.0f), t);
+            o[k] = transform_scalar(sqrtf(v > DIST_CLAMP ? v : DIST_CLAMP), t);
         }
     }
 }

@@ -1,6 +1,7 @@
 /* Euclidean distances between vectors and codes, a block of rows at a time,
  * computed as torch.cdist does on CPU for p=2 (the matrix-multiply form):
- * D[i,k] = sqrt(max(|x_i|^2 + |c_k|^2 - 2 x_i.c_k, 0)).
+ * D[i,k] = sqrt(max(|x_i|^2 + |c_k|^2 - 2 x_i.c_k, 1e-30)) (torch clamps at 1e-30,
+ * so the smallest distance is 1e-15, and no gradient flows where it clamps).
  * Optionally fused with the Sinkhorn's normalisation and exp, so a streamed
  * pass touches each cost entry once, in registers. */
 #ifndef OPTVQ_QUANT_DISTANCE_H
@@ -8,6 +9,9 @@
 #include <stdint.h>
 
 #include "optvq/optvq.h"
+
+#define DIST_CLAMP 1e-30f
+#define DIST_MIN 1e-15f /* sqrt(DIST_CLAMP): a clamped distance */
 
 typedef struct dist_ctx {
     const float *x;   /* (N, d)     vectors                              */

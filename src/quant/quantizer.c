@@ -429,7 +429,7 @@ optvq_status optvq_quantizer_forward(optvq_quantizer *q, const float *x, int64_t
 
 /* CE backward: G[i,k] = (w/N)(onehot - softmax(-D_i)); dD/dx = (x - c)/D.
  * grad_x_i += (sum_k W_ik) x_i - sum_k W_ik c_k,
- * grad_c_k += (sum_i W_ik) c_k - sum_i W_ik x_i,  with W = G / D (0 where D = 0).
+ * grad_c_k += (sum_i W_ik) c_k - sum_i W_ik x_i,  with W = G / D (0 where the distance clamps).
  * Pass 1 runs over row blocks (grad_x, row log-sum-exps); pass 2 over code
  * blocks (grad_c), so each sum has one fixed order. */
 static optvq_status ce_backward(optvq_quantizer *q, float w, float *gxv, float *gcb)
@@ -467,7 +467,7 @@ static optvq_status ce_backward(optvq_quantizer *q, float w, float *gxv, float *
             double wsum = 0;
 #pragma omp simd reduction(+ : wsum)
             for (int64_t k = 0; k < n_e; k++) {
-                float wk = Di[k] > 0 ? fs * Wi[k] / Di[k] : 0.0f;
+                float wk = Di[k] > DIST_MIN ? fs * Wi[k] / Di[k] : 0.0f; /* clamped: no gradient */
                 Wi[k] = wk;
                 wsum += wk;
             }
@@ -506,7 +506,7 @@ static optvq_status ce_backward(optvq_quantizer *q, float w, float *gxv, float *
                     Wi[t] -= 1.0f;
                 const float fs = (float)-scale;
                 for (int64_t k = 0; k < nk; k++) {
-                    float wk = Di[k] > 0 ? fs * Wi[k] / Di[k] : 0.0f;
+                    float wk = Di[k] > DIST_MIN ? fs * Wi[k] / Di[k] : 0.0f; /* clamped: no gradient */
                     Wi[k] = wk;
                     colw[k] += wk;
                 }
