@@ -66,6 +66,8 @@ typedef struct sk_run {
     row_blocks rb;
     int threads;
     float *matrix;      /* (N, n_e) when materialized, else NULL */
+    int fused_fill;     /* materialized, small d: the matrix is written once,
+                           already transformed (distances are cheap to redo) */
     float *chunk_bufs;  /* (threads, chunk_rows, n_e) when streamed */
 } sk_run;
 
@@ -275,7 +277,10 @@ static optvq_status sinkhorn_materialized(sk_run *r, double *colpart, double *co
         double s = 0;
         for (int64_t i = blk_i0; i < blk_i1; i++) {
             float *row = r->matrix + i * n_e;
-            dist_apply_transform(row, n_e, &r->norm);
+            if (r->fused_fill)
+                dist_rows_transformed(r->dc, i, 1, &r->norm, row);
+            else
+                dist_apply_transform(row, n_e, &r->norm);
 #pragma omp simd reduction(+ : s)
             for (int64_t k = 0; k < n_e; k++)
                 s += row[k];
@@ -324,23 +329,45 @@ static optvq_status sinkhorn_materialized(sk_run *r, double *colpart, double *co
                 float *row = r->matrix + i * n_e;
                 double rs = 0;
                 /* each code: P[:,k] /= (sum + 1e-8); P /= n_e */
+                if (pow2_k) {
 #pragma omp simd reduction(+ : rs)
-                for (int64_t k = 0; k < n_e; k++) {
-                    row[k] = pow2_k ? row[k] / coldiv[k] * invK : row[k] / coldiv[k] / Kf;
-                    rs += row[k];
+                    for (int64_t k = 0; k < n_e; k++) {
+                        row[k] = row[k] / coldiv[k] * invK;
+                        rs += row[k];
+                    }
+                } else {
+#pragma omp simd reduction(+ : rs)
+                    for (int64_t k = 0; k < n_e; k++) {
+                        row[k] = row[k] / coldiv[k] / Kf;
+                        rs += row[k];
+                    }
                 }
                 /* each vector: P[i,:] /= (sum + 1e-8); P /= N */
                 const float rdiv = (float)rs + 1e-8f;
                 if (last) {
+                    if (pow2_n) {
 #pragma omp simd
-                    for (int64_t k = 0; k < n_e; k++)
-                        row[k] = pow2_n ? row[k] / rdiv * invN : row[k] / rdiv / Nf;
+                        for (int64_t k = 0; k < n_e; k++)
+                            row[k] = row[k] / rdiv * invN;
+                    } else {
+#pragma omp simd
+                        for (int64_t k = 0; k < n_e; k++)
+                            row[k] = row[k] / rdiv / Nf;
+                    }
                     indices[i] = argmax_scaled_f(row, n_e, Nf); /* P *= N, argmax */
                 } else {
+                    if (pow2_n) {
 #pragma omp simd
-                    for (int64_t k = 0; k < n_e; k++) {
-                        row[k] = pow2_n ? row[k] / rdiv * invN : row[k] / rdiv / Nf;
-                        cp[k] += row[k];
+                        for (int64_t k = 0; k < n_e; k++) {
+                            row[k] = row[k] / rdiv * invN;
+                            cp[k] += row[k];
+                        }
+                    } else {
+#pragma omp simd
+                        for (int64_t k = 0; k < n_e; k++) {
+                            row[k] = row[k] / rdiv / Nf;
+                            cp[k] += row[k];
+                        }
                     }
                 }
             }
@@ -604,7 +631,11 @@ optvq_status sk_assign(const dist_ctx *dc, const sk_params *p, sk_workspace *ws,
     /* Scratch: chunk buffers, per-block partials (x2 for log-sum-exps) and the
      * per-code / per-vector scalings. */
     const int64_t n_e = r.n_e, nb = r.rb.num_blocks;
-    size_t chunk_floats = materialize ? 0 : (size_t)r.threads * (size_t)(r.rb.chunk_rows * n_e);
+    /* small d: the statistics pass recomputes distances instead of storing
+     * them, and the matrix is written once, transformed (same values, bit for
+     * bit: the same kernel computes them) */
+    r.fused_fill = materialize && dc->d <= 16;
+    size_t chunk_floats = materialize && !r.fused_fill ? 0 : (size_t)r.threads * (size_t)(r.rb.chunk_rows * n_e);
     size_t doubles = (size_t)(2 * nb * n_e) + (size_t)(4 * n_e) + (size_t)r.N;
     float *chunk = chunk_floats ? malloc(chunk_floats * sizeof(float)) : NULL;
     double *scratch = malloc(doubles * sizeof(double));
@@ -620,13 +651,17 @@ optvq_status sk_assign(const dist_ctx *dc, const sk_params *p, sk_workspace *ws,
     double *cvec = colpart + 2 * nb * n_e; /* (4, n_e)  */
     double *rvec = cvec + 4 * n_e;      /* (N)          */
 
-    st = compute_norm(&r, materialize);
+    st = compute_norm(&r, materialize && !r.fused_fill);
     if (st != OPTVQ_OK)
         goto done;
     if (materialize && p->log_domain) {
 #pragma omp parallel for schedule(static) num_threads(r.threads)
-        for (int64_t i = 0; i < r.N; i++)
-            dist_apply_transform(r.matrix + i * n_e, n_e, &r.norm);
+        for (int64_t i = 0; i < r.N; i++) {
+            if (r.fused_fill)
+                dist_rows_transformed(r.dc, i, 1, &r.norm, r.matrix + i * n_e);
+            else
+                dist_apply_transform(r.matrix + i * n_e, n_e, &r.norm);
+        }
     }
     if (p->log_domain)
         st = sinkhorn_log(&r, colpart, cvec, cvec + 3 * n_e, rvec, indices);
