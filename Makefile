@@ -119,6 +119,6 @@ uninstall:
 	       $(DESTDIR)$(PREFIX)/lib/pkgconfig/optvq.pc $(DESTDIR)$(PREFIX)/bin/optvq
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan $(FUZZ_BUILD)
 
 -include $(DEPS) $(FUZZ_LIB_OBJ:.o=.d)
