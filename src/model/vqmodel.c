@@ -772,10 +772,23 @@ static optvq_status check_images(const optvq_model *m, int64_t batch, int64_t h,
     return OPTVQ_OK;
 }
 
+/* NaN/Inf pixels are refused: ReLU would silently turn some of them into 0. */
+static optvq_status check_finite(const optvq_model *m, const float *images, int64_t batch, int64_t height,
+                                 int64_t width)
+{
+    const int64_t n = batch * m->cfg.encoder.in_channels * height * width;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(images[i]))
+            return optvq_fail(OPTVQ_ERR_NUMERIC, "model: image %lld holds NaN/Inf (element %lld)",
+                              (long long)(i / (n / batch)), (long long)(i % (n / batch)));
+    return OPTVQ_OK;
+}
+
 optvq_status optvq_model_encode(optvq_model *m, const float *images, int64_t batch, int64_t height, int64_t width,
                                 int64_t *tokens, float *latent)
 {
     OPTVQ_TRY(check_images(m, batch, height, width));
+    OPTVQ_TRY(check_finite(m, images, batch, height, width));
     const int64_t f = coder_downsample(&m->cfg.encoder), lh = height / f, lw = width / f;
     OPTVQ_TRY(prepare(m, batch, m->cfg.encoder.in_channels, height, width, 0, lh, lw));
     tensor x = {(float *)images, batch, m->cfg.encoder.in_channels, height, width};
@@ -809,6 +822,7 @@ optvq_status optvq_model_reconstruct(optvq_model *m, const float *images, int64_
                                      int64_t width, float *out, int64_t *tokens)
 {
     OPTVQ_TRY(check_images(m, batch, height, width));
+    OPTVQ_TRY(check_finite(m, images, batch, height, width));
     const int64_t f = coder_downsample(&m->cfg.encoder), lh = height / f, lw = width / f;
     OPTVQ_TRY(prepare(m, batch, m->cfg.encoder.in_channels, height, width, 0, lh, lw));
     tensor x = {(float *)images, batch, m->cfg.encoder.in_channels, height, width};
@@ -852,6 +866,7 @@ optvq_status model_encoder_forward(optvq_model *m, const float *images, int64_t 
                                    int64_t width, float *z)
 {
     OPTVQ_TRY(check_images(m, batch, height, width));
+    OPTVQ_TRY(check_finite(m, images, batch, height, width));
     const int64_t f = coder_downsample(&m->cfg.encoder), lh = height / f, lw = width / f;
     OPTVQ_TRY(prepare(m, batch, m->cfg.encoder.in_channels, height, width, 0, lh, lw));
     tensor x = {(float *)images, batch, m->cfg.encoder.in_channels, height, width};
