@@ -45,6 +45,14 @@ else
 fi
 cmp -s "$tmp/a/model.safetensors" "$tmp/c/model.safetensors" || fail "weights after SIGKILLs differ"
 
+# a folder of PNG/JPEG images: random crop + flip for training, centre crop for validation
+sed 's/in_dim: 1/in_dim: 3/; s/out_dim: 1/out_dim: 3/' "$CFG" >"$tmp/c3.yaml"
+mkdir "$tmp/imgs"
+cp tests/ref/image/*.png tests/ref/image/*.jpg "$tmp/imgs/"
+"$BIN" train --config "$tmp/c3.yaml" --data "$tmp/imgs" --val-data "$tmp/imgs" --out "$tmp/e" --epochs 2 \
+    --batch-size 4 --threads 2 >"$tmp/e.log" 2>&1 || fail "training on an image folder: $(tail -2 "$tmp/e.log")"
+[ -s "$tmp/e/recon_epoch_002.png" ] || fail "folder run: no reconstruction grid"
+
 # the run folder is a model folder
 "$BIN" info --model "$tmp/a" | grep -q "64 codes" || fail "info on the run folder"
 
