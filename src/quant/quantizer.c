@@ -295,6 +295,7 @@ static optvq_status ensure_capacity(optvq_quantizer *q, int64_t N)
 static double softmax_neg(const float *D, int64_t n, float *p)
 {
     float dmin = INFINITY;
+#pragma omp simd reduction(min : dmin)
     for (int64_t k = 0; k < n; k++)
         dmin = D[k] < dmin ? D[k] : dmin;
 #pragma omp simd
