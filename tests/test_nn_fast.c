@@ -55,6 +55,16 @@ TEST(nn_fast_conv2d)
         {2, 9, 33, 31, 6, 3, 3, 2, 0, 1, 0, 1},   /* Downsample */
         {1, 7, 19, 23, 5, 1, 1, 1, 0, 0, 0, 0},   /* pointwise */
         {4, 3, 12, 12, 5, 4, 4, 2, 1, 1, 1, 1},
+        /* stride 1, small channels (direct kernels): > 16 images (dw chunks), asymmetric
+         * padding, odd widths, c_out not a multiple of 4, non-square kernel */
+        {21, 16, 9, 7, 6, 3, 3, 1, 0, 1, 1, 0},
+        {3, 4, 9, 12, 5, 3, 5, 1, 2, 0, 4, 1},
+        {5, 1, 11, 10, 16, 3, 3, 1, 1, 1, 1, 1},
+        /* stride 1, wide channels on >= 2048 flat positions (shifted-view GEMMs) */
+        {2, 40, 48, 45, 36, 3, 3, 1, 1, 1, 1, 1},
+        {1, 48, 50, 44, 33, 3, 2, 1, 0, 2, 1, 0},
+        /* stride 1, 64 channels on a small image (direct kernels) */
+        {2, 64, 13, 15, 40, 3, 3, 1, 1, 1, 1, 1},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (int t = 1; t <= 3; t++)

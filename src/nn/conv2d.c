@@ -1,10 +1,14 @@
 /* conv2d: im2col (tiled over output positions) + cblas_sgemm; 1x1 stride-1
  * unpadded convolutions are a direct GEMM. Forward splits (image, tile) work
  * items over threads; backward gives each thread a range of input channels, so
- * its dW columns, dcol rows and dx channels are its own (no reduction, no race). */
+ * its dW columns, dcol rows and dx channels are its own (no reduction, no race).
+ * Stride-1 convolutions take one of two im2col-free paths (conv_direct.c):
+ * small channel counts an AVX2 direct kernel, wide channels on large images
+ * kh*kw GEMMs on shifted views of the zero-padded input. */
 #include "core/error.h"
 #include "core/parallel.h"
 #include "nn/nn.h"
+#include "nn/conv_direct.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -88,6 +92,10 @@ size_t nn_conv2d_workspace(const nn_conv2d_desc *d)
     if (is_pointwise(d))
         return 0;
     int nt = optvq_threads();
+    if (nn_conv_direct_ok(d))
+        return nn_conv_direct_workspace(d, nt);
+    if (nn_conv_tapgemm_ok(d))
+        return nn_conv_tapgemm_workspace(d);
     int64_t K = d->c_in * d->kh * d->kw, cpt;
     size_t fwd = (size_t)nt * (size_t)(K * fwd_tile(d, nt, NULL));
     int ntb = threads_for(d->c_in);
@@ -132,6 +140,15 @@ optvq_status nn_conv2d_forward(float *y, const float *x, const float *w, const f
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cout, (int)cols, (int)Cin,
                         1.0f, w, (int)Cin, x + n * Cin * HWin + p0, (int)P, 1.0f, yn + p0, (int)P);
         }
+        return OPTVQ_OK;
+    }
+
+    if (nn_conv_direct_ok(d)) {
+        nn_conv_direct_forward(y, x, w, b, d, ws->data, nt);
+        return OPTVQ_OK;
+    }
+    if (nn_conv_tapgemm_ok(d)) {
+        nn_conv_tapgemm_forward(y, x, w, b, d, ws->data, nt);
         return OPTVQ_OK;
     }
 
@@ -181,6 +198,7 @@ optvq_status nn_conv2d_backward(float *dx, float *dw, float *db, const float *dy
             for (int64_t n = 0; n < N; n++) {
                 const float *r = dy + (n * Cout + co) * P;
                 float part = 0.0f;
+#pragma omp simd reduction(+ : part)
                 for (int64_t p = 0; p < P; p++)
                     part += r[p];
                 s += part;
@@ -190,6 +208,14 @@ optvq_status nn_conv2d_backward(float *dx, float *dw, float *db, const float *dy
     }
     if (!dx && !dw)
         return OPTVQ_OK;
+    if (nn_conv_direct_ok(d)) {
+        nn_conv_direct_backward(dx, dw, dy, x, w, d, ws->data, optvq_threads());
+        return OPTVQ_OK;
+    }
+    if (nn_conv_tapgemm_ok(d)) {
+        nn_conv_tapgemm_backward(dx, dw, dy, x, w, d, ws->data, optvq_threads());
+        return OPTVQ_OK;
+    }
 
     const int nt = threads_for(Cin);
     const int pointwise = is_pointwise(d);
