@@ -33,7 +33,7 @@ static const char demo_help[] =
     "       with the reference recipe on a shortened schedule, from the same seed.\n"
     "    3. DIR/report.md: codebook usage over training, PSNR/SSIM on held-out\n"
     "       images, and reconstructions of the same test images by both.\n"
-    "    About eight minutes on 2 cores with the defaults.\n"
+    "    About six minutes on 2 cores with the defaults.\n"
     "\n"
     "OPTIONS\n"
     "    --out DIR        output folder, created if missing (default out/demo)\n"
