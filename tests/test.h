@@ -53,5 +53,10 @@ test_diff test_compare(const char *what, const float *got, const float *want, in
 const char *test_ref_dir(void);
 /* Temporary directory unique to this run. */
 const char *test_tmp_dir(void);
+/* test_tmp_dir()/name (four rotating buffers, so several may be live). */
+const char *tmp_path(const char *name);
+/* Whole-file helpers: 0 / a malloc'd buffer on success, -1 / NULL on failure. */
+int write_bytes(const char *path, const void *data, size_t n);
+unsigned char *read_bytes(const char *path, size_t *n);
 
 #endif
