@@ -1,0 +1,53 @@
+#!/bin/bash
+# The README's full-length results on Fashion-MNIST: each config trained with
+# the reference's whole schedule (its train.epochs x 60,000 images at its
+# batch size), then `optvq eval` on the 10,000 test images. Hours on 2 cores;
+# resumable: run it again after an interruption and it continues each run
+# from its last epoch (optvq train --resume).
+#   bash scripts/fashion-mnist-full.sh [RUNS_DIR] [THREADS]     (after make)
+# Prints a Markdown table and writes it to RUNS_DIR/results.md.
+set -euo pipefail
+RUNS=${1:-runs/fashion-mnist-full}
+THREADS=${2:-$(nproc)}
+BIN=${OPTVQ_BIN:-build/optvq}
+mkdir -p "$RUNS"
+echo "inputs: configs/fashion-mnist/{optvq,vqbase}.yaml, all epochs, $THREADS threads, runs in $RUNS"
+echo "cpu:    $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+
+# epochs finished by RUN (0 when it has not started)
+epochs_done() { if [ -f "$1/metrics.jsonl" ]; then grep -c '"epoch_end"' "$1/metrics.jsonl" || true; else echo 0; fi; }
+
+for cfg in optvq vqbase; do
+    run="$RUNS/$cfg"
+    want=$(sed -n 's/^  epochs: *\([0-9]*\).*/\1/p' "configs/fashion-mnist/$cfg.yaml")
+    done_=$(epochs_done "$run")
+    if [ "$done_" -ge "$want" ]; then
+        echo "$cfg: $done_/$want epochs already trained"
+    else
+        resume=()
+        [ -f "$run/checkpoint.safetensors" ] && resume=(--resume)
+        echo "$cfg: training from epoch $done_ of $want"
+        "$BIN" train --config "configs/fashion-mnist/$cfg.yaml" --out "$run" --threads "$THREADS" "${resume[@]}"
+    fi
+    "$BIN" eval --model "$run" --data fashion-mnist --threads "$THREADS" --json "$run/eval.json" >/dev/null
+done
+
+# One row per config: the test-set evaluation, the last epoch's training-set
+# usage and the summed epoch times (over every resumed piece of the run).
+row() {
+    local cfg=$1 run="$RUNS/$1"
+    get() { sed -n "s/.*\"$1\":[[:space:]]*\([-0-9.e+]*\).*/\1/p" "$run/eval.json" | head -1; }
+    local n hours tu
+    n=$(grep -c '"epoch_end"' "$run/metrics.jsonl")
+    hours=$(grep '"epoch_end"' "$run/metrics.jsonl" | sed 's/.*"seconds": \([0-9.]*\).*/\1/' |
+            awk '{s += $1} END {printf "%.2f", s / 3600}')
+    tu=$(grep '"epoch_end"' "$run/metrics.jsonl" | tail -1 | sed 's/.*"train_usage": \([0-9.e-]*\).*/\1/')
+    awk -v c="$cfg" -v n="$n" -v h="$hours" -v tu="$tu" -v u="$(get usage)" -v p="$(get perplexity)" \
+        -v d="$(get dead_codes)" -v ps="$(get psnr)" -v ss="$(get ssim)" \
+        'BEGIN {printf "| %s | %d | %s | %.1f%% | %.1f%% | %.1f | %d | %.2f | %.4f |\n", c, n, h, 100 * tu, 100 * u, p, d, ps, ss}'
+}
+{
+echo "| config | epochs | train hours | train usage (last epoch) | test usage | test perplexity | dead codes | test PSNR | test SSIM |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for cfg in optvq vqbase; do row "$cfg"; done
+} | tee "$RUNS/results.md"
