@@ -1,5 +1,5 @@
-/* optvq train: the reference's training recipe for the plain CNN OptVQ /
- * vanilla-VQ models, with checkpoints that resume to the same weights. */
+/* optvq train: the reference's training recipe (AELoss, or AELossWithDisc with
+ * LPIPS and the PatchGAN), with checkpoints that resume to the same weights. */
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/train_run.h"
@@ -16,6 +16,10 @@ static const char *const HELP =
     "clipping at 1.0, loss = l1 + l2 + q (the config's AELoss weights). The codebook\n"
     "starts from the config's train.use_initiate: kmeans or random selection of\n"
     "encoder features (code_dim chunks), or N(0,1).\n"
+    "With loss_p_weight > 0 the loss adds LPIPS (VGG16, weights from --lpips); with\n"
+    "the AELossWithDisc loss (the ImageNet configs) a PatchGAN discriminator trains\n"
+    "beside the model: hinge loss, its own AdamW + OneCycleLR, and the generator\n"
+    "term -mean(D(rec)) with the adaptive weight from disc_start steps on.\n"
     "\n"
     "options:\n"
     "  --config CFG        a reference-style YAML (model.autoencoder, train, data)\n"
@@ -30,12 +34,16 @@ static const char *const HELP =
     "  --seed S            seed for initialisation, shuffling and the codebook init\n"
     "  --limit N           train on the first N images only\n"
     "  --val-limit N       evaluate on the first N held-out images (default 1000)\n"
+    "  --lpips V[,L]       LPIPS weights: torchvision's vgg16-397923af.pth and\n"
+    "                      lpips's weights/v0.1/vgg.pth, or one file holding a whole\n"
+    "                      lpips.LPIPS(net='vgg') state dict (.pth or .safetensors)\n"
     "  --threads T         threads (default: all cores)\n"
     "  --resume            continue RUN_DIR from its last checkpoint\n"
     "  --stop-after N      stop after N optimizer steps in this invocation (testing)\n"
     "\n"
     "FILES in RUN_DIR (each written atomically):\n"
-    "  checkpoint.safetensors  model, optimizer moments and progress (for --resume)\n"
+    "  checkpoint.safetensors  model, discriminator, optimizer moments and progress\n"
+    "                      (for --resume)\n"
     "  model.safetensors, config.json   the model, loadable by optvq encode --model RUN_DIR\n"
     "  metrics.jsonl       one JSON object per step and per epoch\n"
     "  recon_epoch_NNN.png originals (top) and reconstructions of held-out images\n"
@@ -47,7 +55,7 @@ int cmd_train(int argc, char **argv)
     cli_opt opts[] = {{"config", 1, 0},    {"out", 1, 0},       {"data", 1, 0},      {"val-data", 1, 0},
                       {"epochs", 1, 0},    {"batch-size", 1, 0}, {"lr", 1, 0},       {"seed", 1, 0},
                       {"limit", 1, 0},     {"val-limit", 1, 0}, {"threads", 1, 0},   {"resume", 0, 0},
-                      {"stop-after", 1, 0}, {0, 0, 0}};
+                      {"stop-after", 1, 0}, {"lpips", 1, 0},    {0, 0, 0}};
     int pr = cli_parse("train", argc, argv, opts);
     if (pr == 1) {
         fputs(HELP, stdout);
@@ -61,6 +69,7 @@ int cmd_train(int argc, char **argv)
     o.out = cli_get(opts, "out");
     o.data = cli_get(opts, "data");
     o.val_data = cli_get(opts, "val-data");
+    o.lpips = cli_get(opts, "lpips");
     o.resume = cli_get(opts, "resume") != NULL;
     o.epochs = o.batch_size = o.seed = -1;
     o.lr = -1;

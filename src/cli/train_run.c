@@ -11,6 +11,9 @@
 #include "optvq/optvq.h"
 #include "quant/assign.h"
 #include "quant/distance.h"
+#include "eval/lpips.h"
+#include "model/discriminator.h"
+#include "train/ae_disc.h"
 #include "train/dataset.h"
 #include "train/optimizer.h"
 
@@ -30,6 +33,12 @@ typedef struct run {
     optvq_model *model;
     model_trainer *trainer;
     optimizer opt;
+    /* the full AELoss / AELossWithDisc (LPIPS, discriminator); general = 0: the plain step */
+    int general;
+    lpips_net *lpips;
+    discriminator *disc;
+    optimizer dopt;
+    ae_disc step;
     dataset train, val;
     int have_val;
     int64_t epochs, batch, seed, steps_per_epoch, total_steps, start_epoch;
@@ -185,16 +194,33 @@ static int save_checkpoint(run *r, int64_t epochs_done)
         return fail(r, "%s", optvq_last_error());
     optvq_status st = OPTVQ_OK;
     char name[300];
-    for (int i = 0; st == OPTVQ_OK && i < r->opt.count; i++) {
-        const train_param *p = &r->opt.params[i];
-        int64_t shape[1] = {p->n};
-        st = optvq_weights_add(w, p->name, 1, shape, p->data);
-        snprintf(name, sizeof name, "optimizer.m.%s", p->name);
-        if (st == OPTVQ_OK)
-            st = optvq_weights_add(w, name, 1, shape, r->opt.m + p->offset);
-        snprintf(name, sizeof name, "optimizer.v.%s", p->name);
-        if (st == OPTVQ_OK)
-            st = optvq_weights_add(w, name, 1, shape, r->opt.v + p->offset);
+    const optimizer *opts[2] = {&r->opt, &r->dopt};
+    for (int k = 0; k < (r->disc ? 2 : 1); k++)
+        for (int i = 0; st == OPTVQ_OK && i < opts[k]->count; i++) {
+            const train_param *p = &opts[k]->params[i];
+            int64_t shape[1] = {p->n};
+            st = optvq_weights_add(w, p->name, 1, shape, p->data);
+            snprintf(name, sizeof name, "optimizer.m.%s", p->name);
+            if (st == OPTVQ_OK)
+                st = optvq_weights_add(w, name, 1, shape, opts[k]->m + p->offset);
+            snprintf(name, sizeof name, "optimizer.v.%s", p->name);
+            if (st == OPTVQ_OK)
+                st = optvq_weights_add(w, name, 1, shape, opts[k]->v + p->offset);
+        }
+    /* the discriminator's BatchNorm statistics (num_batches_tracked as a float: < 2^24 steps) */
+    for (int i = 0; st == OPTVQ_OK && r->disc && i < disc_buffer_count(r->disc); i++) {
+        optvq_dtype dt;
+        int64_t n;
+        void *b = disc_buffer(r->disc, i, &dt, &n);
+        float one;
+        const float *src = b;
+        if (dt != OPTVQ_F32) {
+            one = (float)*(int64_t *)b;
+            src = &one;
+            n = 1;
+        }
+        int64_t shape[1] = {n};
+        st = optvq_weights_add(w, disc_buffer_name(r->disc, i), 1, shape, src);
     }
     float prog[PROG_N] = {(float)epochs_done,        (float)r->opt.step, (float)r->total_steps, (float)r->batch,
                           (float)(r->seed & 0xffffff), (float)(r->seed >> 24)};
@@ -230,15 +256,17 @@ static int load_checkpoint(run *r)
         goto done;
     }
     char name[300];
-    for (int i = 0; i < r->opt.count && !rc; i++) {
-        const train_param *p = &r->opt.params[i];
+    const optimizer *opts[2] = {&r->opt, &r->dopt};
+    for (int k = 0; k < (r->disc ? 2 : 1) && !rc; k++)
+    for (int i = 0; i < opts[k]->count && !rc; i++) {
+        const train_param *p = &opts[k]->params[i];
         const char *names[3] = {p->name, NULL, NULL};
         char mname[300];
         snprintf(name, sizeof name, "optimizer.m.%s", p->name);
         snprintf(mname, sizeof mname, "optimizer.v.%s", p->name);
         names[1] = name;
         names[2] = mname;
-        float *dest[3] = {p->data, r->opt.m + p->offset, r->opt.v + p->offset};
+        float *dest[3] = {p->data, opts[k]->m + p->offset, opts[k]->v + p->offset};
         for (int k = 0; k < 3; k++) {
             const optvq_tensor *t = optvq_weights_find(w, names[k]);
             if (!t || t->numel != p->n) {
@@ -248,11 +276,34 @@ static int load_checkpoint(run *r)
             memcpy(dest[k], t->data, (size_t)p->n * sizeof(float));
         }
     }
-    r->opt.step = (int64_t)prog->data[PROG_STEP];
+    for (int i = 0; !rc && r->disc && i < disc_buffer_count(r->disc); i++) {
+        optvq_dtype dt;
+        int64_t n;
+        void *b = disc_buffer(r->disc, i, &dt, &n);
+        const optvq_tensor *t = optvq_weights_find(w, disc_buffer_name(r->disc, i));
+        if (!t || t->numel != (dt == OPTVQ_F32 ? n : 1)) {
+            rc = fail(r, "%s: tensor %s is missing or has the wrong size", path, disc_buffer_name(r->disc, i));
+            break;
+        }
+        if (dt == OPTVQ_F32)
+            memcpy(b, t->data, (size_t)n * sizeof(float));
+        else
+            *(int64_t *)b = (int64_t)t->data[0];
+    }
+    r->opt.step = r->dopt.step = (int64_t)prog->data[PROG_STEP];
     r->start_epoch = (int64_t)prog->data[PROG_EPOCHS];
 done:
     optvq_weights_free(w);
     return rc;
+}
+
+/* A JSON number, or null for NaN/Inf (held-out metrics without held-out data). */
+static const char *jnum(char buf[32], double v)
+{
+    if (!isfinite(v))
+        return "null";
+    snprintf(buf, 32, "%.6g", v);
+    return buf;
 }
 
 /* Keeps the metric lines of steps up to `step` (a resumed run rewrites the rest). */
@@ -383,9 +434,11 @@ static int setup(run *r)
     r->lr = o->lr >= 0 ? o->lr : t->learning_rate;
     if (r->epochs > TRAIN_MAX_EPOCHS)
         return fail(r, "--epochs %lld is over the limit of %d", (long long)r->epochs, TRAIN_MAX_EPOCHS);
-    if (t->loss_p != 0.0)
-        return fail(r, "%s: loss_p_weight %g needs LPIPS, which optvq does not train with; set it to 0", o->config,
-                    t->loss_p);
+    if (t->loss_p != 0.0 && !o->lpips)
+        return fail(r,
+                    "%s: loss_p_weight %g needs LPIPS weights: give --lpips vgg16.pth,vgg.pth (torchvision's VGG16 and "
+                    "lpips's v0.1 vgg.pth) or set loss_p_weight to 0",
+                    o->config, t->loss_p);
     optvq_set_num_threads(o->threads);
     if (model_create_from_config(&r->cfg, (uint64_t)r->seed, &r->model) != OPTVQ_OK ||
         model_trainer_create(r->model, &r->trainer) != OPTVQ_OK)
@@ -412,6 +465,35 @@ static int setup(run *r)
         return fail(r, "%lld steps are more than a checkpoint records (2^24)", (long long)r->total_steps);
     if (optimizer_init(&r->opt, r->model, r->lr * (double)r->batch, t->mul_learning_rate, t->weight_decay,
                        r->total_steps > 0 ? r->total_steps : 1) != OPTVQ_OK)
+        return fail(r, "%s", optvq_last_error());
+    r->general = t->use_disc || t->loss_p != 0.0;
+    if (t->loss_p != 0.0) {
+        char buf[4096];
+        const char *paths[2] = {buf, NULL};
+        int np = 1;
+        if (snprintf(buf, sizeof buf, "%s", o->lpips) >= (int)sizeof buf)
+            return fail(r, "--lpips: the paths are too long");
+        char *comma = strchr(buf, ',');
+        if (comma) {
+            *comma = 0;
+            paths[1] = comma + 1;
+            np = 2;
+        }
+        if (lpips_load(paths, np, &r->lpips) != OPTVQ_OK)
+            return fail(r, "%s", optvq_last_error());
+    }
+    if (t->use_disc) {
+        const disc_config dc = {t->disc_in_channels, t->disc_ndf, t->disc_num_layers};
+        if (dc.in_channels != C)
+            return fail(r, "%s: disc_in_channels %lld for %lld-channel images", o->config,
+                        (long long)dc.in_channels, (long long)C);
+        if (disc_create(&dc, (uint64_t)r->seed ^ 0xD15Cull, &r->disc) != OPTVQ_OK ||
+            optimizer_init_list(&r->dopt, disc_params(r->disc), r->lr * (double)r->batch, t->weight_decay,
+                                r->total_steps > 0 ? r->total_steps : 1) != OPTVQ_OK)
+            return fail(r, "%s: %s", o->config, optvq_last_error());
+    }
+    if (r->general && ae_disc_init(&r->step, r->trainer, r->lpips, r->disc, &r->opt, r->disc ? &r->dopt : NULL, t,
+                                   C) != OPTVQ_OK)
         return fail(r, "%s", optvq_last_error());
     if (mkdir(o->out, 0777) != 0 && errno != EEXIST)
         return fail(r, "%s: cannot create folder: %s", o->out, strerror(errno));
@@ -480,14 +562,26 @@ int train_run(const train_options *o, train_summary *sum)
                 goto done;
             optimizer_zero_grad(&r.opt);
             model_losses l;
-            double t0 = cli_now();
-            if (model_trainer_step(r.trainer, batch, b, R, R, &lw, &l, NULL, tokens) != OPTVQ_OK) {
-                rc = fail(&r, "step %lld: %s", (long long)r.opt.step, optvq_last_error());
-                goto done;
-            }
-            double lr, beta1;
+            ae_disc_log gl;
+            double t0 = cli_now(), lr, beta1, gnorm;
             onecycle_at(&r.opt.schedule, r.opt.step, &lr, &beta1);
-            double gnorm = optimizer_step(&r.opt);
+            if (r.general) {
+                if (ae_disc_step(&r.step, batch, b, R, R, r.opt.step, &gl, tokens) != OPTVQ_OK) {
+                    rc = fail(&r, "step %lld: %s", (long long)r.opt.step, optvq_last_error());
+                    goto done;
+                }
+                l.total = gl.total;
+                l.l1 = gl.l1;
+                l.l2 = gl.l2;
+                l.q = gl.q;
+                gnorm = gl.grad_norm;
+            } else {
+                if (model_trainer_step(r.trainer, batch, b, R, R, &lw, &l, NULL, tokens) != OPTVQ_OK) {
+                    rc = fail(&r, "step %lld: %s", (long long)r.opt.step, optvq_last_error());
+                    goto done;
+                }
+                gnorm = optimizer_step(&r.opt);
+            }
             optvq_usage u;
             optvq_usage_compute(tokens, b * tok_per, n_e, &u);
             for (int64_t k = 0; k < b * tok_per; k++)
@@ -498,9 +592,17 @@ int train_run(const train_options *o, train_summary *sum)
             fprintf(mlog,
                     "{\"step\": %lld, \"epoch\": %lld, \"lr\": %.6g, \"beta1\": %.6g, \"loss\": %.6g, \"l1\": %.6g, "
                     "\"l2\": %.6g, \"q\": %.6g, \"grad_norm\": %.6g, \"codes_used\": %lld, \"perplexity\": %.4g, "
-                    "\"seconds\": %.4f}\n",
+                    "\"seconds\": %.4f",
                     (long long)r.opt.step, (long long)epoch + 1, lr, beta1, l.total, l.l1, l.l2, l.q, gnorm,
                     (long long)u.codes_used, u.perplexity, cli_now() - t0);
+            if (r.general)
+                fprintf(mlog, ", \"p\": %.6g", gl.p);
+            if (r.disc)
+                fprintf(mlog,
+                        ", \"g\": %.6g, \"g_weight\": %.6g, \"disc_factor\": %g, \"d\": %.6g, "
+                        "\"logits_real\": %.6g, \"logits_fake\": %.6g, \"d_grad_norm\": %.6g",
+                        gl.g, gl.g_weight, gl.factor, gl.d, gl.logits_real, gl.logits_fake, gl.d_grad_norm);
+            fputs("}\n", mlog);
             steps_here++;
             progress(&r, epoch, s + 1, l.total, l.q, u.codes_used, t_start, r.opt.step - first_step,
                      r.total_steps - first_step);
@@ -523,12 +625,13 @@ int train_run(const train_options *o, train_summary *sum)
         if (r.have_val && (rc = evaluate(&r, epoch, &psnr, &ssim, &vu, &vp)))
             goto done;
         double secs = cli_now() - t_epoch;
+        char jb[4][32];
         fprintf(mlog,
                 "{\"epoch_end\": %lld, \"step\": %lld, \"train_codes_used\": %lld, \"train_usage\": %.6g, "
-                "\"train_perplexity\": %.6g, \"val_psnr\": %.6g, \"val_ssim\": %.6g, \"val_usage\": %.6g, "
-                "\"val_perplexity\": %.6g, \"seconds\": %.3f}\n",
+                "\"train_perplexity\": %.6g, \"val_psnr\": %s, \"val_ssim\": %s, \"val_usage\": %s, "
+                "\"val_perplexity\": %s, \"seconds\": %.3f}\n",
                 (long long)epoch + 1, (long long)r.opt.step, (long long)used, (double)used / (double)n_e, exp(ent),
-                psnr, ssim, vu, vp, secs);
+                jnum(jb[0], psnr), jnum(jb[1], ssim), jnum(jb[2], vu), jnum(jb[3], vp), secs);
         fflush(mlog);
         if (o->progress)
             fprintf(o->progress,
@@ -565,7 +668,11 @@ done:
     free(hist);
     dataset_free(&r.train);
     dataset_free(&r.val);
+    ae_disc_free(&r.step);
     optimizer_free(&r.opt);
+    optimizer_free(&r.dopt);
+    disc_free(r.disc);
+    lpips_free(r.lpips);
     model_trainer_free(r.trainer);
     optvq_model_free(r.model);
     return rc;

@@ -6,6 +6,7 @@
 
 typedef struct train_options {
     const char *config, *out, *data, *val_data;
+    const char *lpips;   /* LPIPS weight files, comma-separated (loss_p_weight > 0) */
     int64_t epochs, batch_size, seed, limit, val_limit, stop_after; /* -1 / 0: the config's or none */
     double lr;                                                     /* -1: the config's */
     int threads, resume;

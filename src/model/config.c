@@ -420,6 +420,27 @@ static void read_train(reader *r, const cJSON *root, model_config *m)
     if (!lp)
         lp = cJSON_GetObjectItemCaseSensitive(root, "loss"); /* config.json */
     r->section = "loss";
+    const char *ltarget = get_str(r, cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(node, "params"),
+                                                                      "loss"),
+                                  "target", "");
+    const char *lcls = class_name(ltarget);
+    if (r->status == OPTVQ_OK && ltarget[0] && strcmp(lcls, "AELoss") && strcmp(lcls, "AELossWithDisc"))
+        r->status = optvq_fail(OPTVQ_ERR_FORMAT, "%s: unknown loss target '%s' (AELoss or AELossWithDisc)", r->what,
+                               ltarget);
+    t->use_disc = !strcmp(lcls, "AELossWithDisc");
+    t->loss_g = get_num(r, lp, "loss_g_weight", 1.0);
+    t->loss_d = get_num(r, lp, "loss_d_weight", 1.0);
+    t->disc_start = get_int(r, lp, "disc_start", 0, 0, INT64_MAX >> 1);
+    t->disc_in_channels = get_int(r, lp, "disc_in_channels", 3, 1, 64);
+    t->disc_num_layers = get_int(r, lp, "disc_num_layers", 3, 1, 8);
+    t->disc_ndf = get_int(r, lp, "disc_ndf", 64, 1, 4096);
+    const char *dl = get_str(r, lp, "disc_loss", "hinge");
+    t->disc_vanilla = !strcmp(dl, "vanilla");
+    if (r->status == OPTVQ_OK && strcmp(dl, "hinge") && strcmp(dl, "vanilla"))
+        r->status = optvq_fail(OPTVQ_ERR_FORMAT, "%s: loss.disc_loss '%s' is not hinge or vanilla", r->what, dl);
+    if (r->status == OPTVQ_OK && (get_bool(r, lp, "use_actnorm", 0) || get_bool(r, lp, "disc_conditional", 0)))
+        r->status = optvq_fail(OPTVQ_ERR_FORMAT, "%s: loss.use_actnorm and loss.disc_conditional are not supported "
+                                                 "(no shipped config uses them)", r->what);
     t->loss_l1 = get_num(r, lp, "loss_l1_weight", 1.0);
     t->loss_l2 = get_num(r, lp, "loss_l2_weight", 1.0);
     t->loss_q = get_num(r, lp, "loss_q_weight", 1.0);

@@ -34,6 +34,12 @@ typedef struct train_settings {
     char dataset[64];         /* "fashion-mnist", "mnist" or a folder path   */
     int64_t resize;           /* data.*.transform resize (32)                */
     double loss_l1, loss_l2, loss_q, loss_p;
+    /* AELossWithDisc (the ImageNet configs): PatchGAN + adaptive weight */
+    int use_disc;                    /* the loss target is AELossWithDisc     */
+    double loss_g, loss_d;           /* loss_g_weight, loss_d_weight          */
+    int64_t disc_start;              /* steps before the generator loss counts */
+    int64_t disc_in_channels, disc_num_layers, disc_ndf;
+    int disc_vanilla;                /* disc_loss: hinge (0) or vanilla (1)   */
 } train_settings;
 
 typedef struct model_config {

@@ -296,4 +296,56 @@ double nn_mse_loss_forward(const float *x, const float *t, int64_t count);
 void nn_mse_loss_backward(float *dx, float *dt, float scale, const float *x, const float *t,
                           int64_t count);
 
+/* ------------------------------------------------------------------------ */
+/* batchnorm (training-mode BatchNorm2d) and leaky_relu — for the PatchGAN   */
+/* discriminator (src/model/discriminator.c)                                 */
+/* ------------------------------------------------------------------------ */
+/* y, x (n, c, hw), y may alias x; gamma, beta (c) or NULL (no affine).
+ * Batch statistics per channel over n*hw values (n*hw >= 2), biased variance:
+ * y = (x - mean) * rstd * gamma + beta, rstd = 1/sqrt(var + eps).
+ * mean, rstd (c) receive the statistics for backward (either may be NULL).
+ * running_mean, running_var (c) are updated when not NULL, torch-style:
+ * r = (1 - momentum) r + momentum * stat, the variance UNBIASED (M / (M - 1)). */
+optvq_status nn_batchnorm_forward(float *y, float *mean, float *rstd, float *running_mean,
+                                  float *running_var, const float *x, const float *gamma,
+                                  const float *beta, int64_t n, int64_t c, int64_t hw, float eps,
+                                  float momentum);
+/* dx (n, c, hw) +=, dgamma (c) +=, dbeta (c) += (any may be NULL); dy, x (n, c, hw);
+ * mean, rstd (c) as saved by forward; gamma (c) or NULL. */
+optvq_status nn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                   const float *x, const float *mean, const float *rstd,
+                                   const float *gamma, int64_t n, int64_t c, int64_t hw);
+void nn_batchnorm_forward_naive(float *y, float *mean, float *rstd, float *running_mean,
+                                float *running_var, const float *x, const float *gamma,
+                                const float *beta, int64_t n, int64_t c, int64_t hw, float eps,
+                                float momentum);
+/* Recomputes the statistics from x. */
+void nn_batchnorm_backward_naive(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                 const float *x, const float *gamma, int64_t n, int64_t c,
+                                 int64_t hw, float eps);
+
+/* y = x > 0 ? x : slope x (count); y may alias x. dx += x > 0 ? dy : slope dy; with
+ * slope >= 0, x may be the forward's output y (same sign). */
+void nn_leaky_relu_forward(float *y, const float *x, int64_t count, float slope);
+void nn_leaky_relu_backward(float *dx, const float *dy, const float *x, int64_t count, float slope);
+
+/* ------------------------------------------------------------------------ */
+/* Max pooling (src/nn/maxpool.c; used by LPIPS's VGG16)                     */
+/* ------------------------------------------------------------------------ */
+/* torch.nn.MaxPool2d(k, stride, pad), floor mode: y (nc, h_out, w_out) <- x (nc, h, w),
+ * h_out = (h + 2 pad - k) / stride + 1; 2 pad <= k. Ties: the first maximum in the
+ * window's row-major scan (PyTorch's rule); NaN wins. */
+typedef struct nn_maxpool_desc {
+    int64_t nc, h_in, w_in, k, stride, pad, h_out, w_out;
+} nn_maxpool_desc;
+optvq_status nn_maxpool_init(nn_maxpool_desc *d, int64_t nc, int64_t h, int64_t w, int64_t k,
+                             int64_t stride, int64_t pad);
+void nn_maxpool_forward(float *y, const float *x, const nn_maxpool_desc *d);
+/* dx (nc, h, w) += dy (nc, h_out, w_out) routed to each window's argmax, which is
+ * recomputed from the forward's input x (nc, h, w). */
+void nn_maxpool_backward(float *dx, const float *dy, const float *x, const nn_maxpool_desc *d);
+void nn_maxpool_forward_naive(float *y, const float *x, const nn_maxpool_desc *d);
+void nn_maxpool_backward_naive(float *dx, const float *dy, const float *x,
+                               const nn_maxpool_desc *d);
+
 #endif

@@ -91,27 +91,68 @@ void optimizer_zero_grad(optimizer *o)
         memset(o->params[i].grad, 0, (size_t)o->params[i].n * sizeof(float));
 }
 
-double optimizer_step(optimizer *o)
+optvq_status optimizer_init_list(optimizer *o, nn_params *ps, double max_lr, double weight_decay,
+                                 int64_t total_steps)
+{
+    memset(o, 0, sizeof *o);
+    o->params = calloc((size_t)ps->count + 1, sizeof *o->params);
+    if (!o->params)
+        return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory");
+    size_t off = 0;
+    for (int i = 0; i < ps->count; i++) {
+        train_param *p = &o->params[o->count++];
+        p->name = ps->items[i].name;
+        p->data = ps->items[i].data;
+        p->grad = ps->items[i].grad;
+        p->n = ps->items[i].numel;
+        p->decay = ps->items[i].ndim >= 2;
+        p->offset = off;
+        off += (size_t)p->n;
+    }
+    o->total = off;
+    o->m = calloc(off ? 2 * off : 1, sizeof(float));
+    if (!o->m) {
+        optimizer_free(o);
+        return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory for the moments");
+    }
+    o->v = o->m + off;
+    o->weight_decay = weight_decay;
+    o->eps = 1e-7;
+    o->beta2 = 0.999;
+    o->mul_lr = 1.0;
+    o->max_norm = 1.0;
+    onecycle_init(&o->schedule, max_lr, total_steps);
+    return OPTVQ_OK;
+}
+
+double optimizer_clip(optimizer *const *opts, int n, double max_norm)
 {
     /* torch.nn.utils.clip_grad_norm_: total = ||(||g_i||)||, coef = max / (total + 1e-6), clamped to 1 */
     double total = 0;
-    for (int i = 0; i < o->count; i++) {
-        double s = 0;
-        const float *g = o->params[i].grad;
-        for (int64_t j = 0; j < o->params[i].n; j++)
-            s += (double)g[j] * g[j];
-        total += (double)(float)sqrt(s) * (double)(float)sqrt(s);
-    }
+    for (int k = 0; k < n; k++)
+        for (int i = 0; i < opts[k]->count; i++) {
+            double s = 0;
+            const float *g = opts[k]->params[i].grad;
+            for (int64_t j = 0; j < opts[k]->params[i].n; j++)
+                s += (double)g[j] * g[j];
+            total += (double)(float)sqrt(s) * (double)(float)sqrt(s);
+        }
     total = (double)(float)sqrt(total);
-    double coef = o->max_norm / (total + 1e-6);
+    double coef = max_norm / (total + 1e-6);
     if (coef > 1.0)
         coef = 1.0;
     const float fc = (float)coef;
-    for (int i = 0; i < o->count; i++) {
-        float *g = o->params[i].grad;
-        for (int64_t j = 0; j < o->params[i].n; j++)
-            g[j] *= fc;
-    }
+    for (int k = 0; k < n; k++)
+        for (int i = 0; i < opts[k]->count; i++) {
+            float *g = opts[k]->params[i].grad;
+            for (int64_t j = 0; j < opts[k]->params[i].n; j++)
+                g[j] *= fc;
+        }
+    return total;
+}
+
+void optimizer_apply(optimizer *o)
+{
     double lr, beta1;
     onecycle_at(&o->schedule, o->step, &lr, &beta1);
     o->step++;
@@ -120,5 +161,11 @@ double optimizer_step(optimizer *o)
         optvq_adamw_step_d(p->data, p->grad, o->m + p->offset, o->v + p->offset, p->n, p->quantizer ? lr * o->mul_lr : lr,
                            beta1, o->beta2, o->eps, p->decay ? o->weight_decay : 0.0, o->step);
     }
+}
+
+double optimizer_step(optimizer *o)
+{
+    double total = optimizer_clip(&o, 1, o->max_norm);
+    optimizer_apply(o);
     return total;
 }

@@ -5,6 +5,7 @@
 #ifndef OPTVQ_TRAIN_OPTIMIZER_H
 #define OPTVQ_TRAIN_OPTIMIZER_H
 #include "optvq/optvq.h"
+#include "nn/nn.h"
 #include "train/schedule.h"
 
 typedef struct train_param {
@@ -29,10 +30,20 @@ typedef struct optimizer {
 /* Collects the model's parameters (encoder, decoder, connectors, quantizer). */
 optvq_status optimizer_init(optimizer *o, optvq_model *m, double max_lr, double mul_lr, double weight_decay,
                             int64_t total_steps);
+/* Collects every parameter of a registry (the discriminator): weight decay
+ * on the conv/linear weights (ndim >= 2), none on biases and norms. */
+optvq_status optimizer_init_list(optimizer *o, nn_params *ps, double max_lr, double weight_decay,
+                                 int64_t total_steps);
 void optimizer_free(optimizer *o);
 void optimizer_zero_grad(optimizer *o);
 /* clip_grad_norm_(max_norm) then one AdamW step at the schedule's lr and
  * beta1; returns the gradient norm before clipping. */
 double optimizer_step(optimizer *o);
+/* clip_grad_norm_ over the parameters of several optimizers together (the
+ * reference clips model.parameters(), which hold the discriminator too, in
+ * that order); returns the norm before clipping. */
+double optimizer_clip(optimizer *const *opts, int n, double max_norm);
+/* One AdamW step at the schedule's lr and beta1, without clipping. */
+void optimizer_apply(optimizer *o);
 
 #endif

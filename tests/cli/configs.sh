@@ -1,7 +1,7 @@
 #!/bin/sh
 # Every shipped config parses and builds its model (optvq info on random weights
 # via a converted random checkpoint is too slow for the f16 ones, so the check
-# is `optvq train` refusing the ImageNet configs by the documented reason and
+# is `optvq train` refusing the ImageNet configs without LPIPS weights and
 # the Fashion-MNIST configs building).
 set -u
 BIN=${OPTVQ_BIN:-build/optvq}
