@@ -58,5 +58,11 @@ const char *tmp_path(const char *name);
 /* Whole-file helpers: 0 / a malloc'd buffer on success, -1 / NULL on failure. */
 int write_bytes(const char *path, const void *data, size_t n);
 unsigned char *read_bytes(const char *path, size_t *n);
+/* The name-keyed generator the reference scripts share (det_uniform in
+ * tools/gen_model_ref.py): element i of tensor `name` is
+ * splitmix64(fnv1a64(name) + i + 1) >> 40, / 2^23 - 1, in [-1, 1), exact in float. */
+uint64_t test_fnv1a64(const char *s);
+double test_det_u(uint64_t base, int64_t i);
+void test_det_uniform(float *out, const char *name, int64_t n);
 
 #endif

@@ -22,24 +22,6 @@ static void ref(char *out, size_t n, const char *name)
     snprintf(out, n, "%s/gan_train/%s", test_ref_dir(), name);
 }
 
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001B3ull;
-    return h;
-}
-
-/* U in [-1, 1): splitmix64(fnv1a64(name) + i + 1) >> 40, / 2^23 - 1 (tools/gen_model_ref.py det_uniform) */
-static double det_u(uint64_t base, int64_t i)
-{
-    uint64_t z = base + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 40) / (double)(1 << 23) - 1.0;
-}
-
 /* The script's det_weights rule for one registry. */
 static void det_weights(nn_params *ps, const char *prefix)
 {
@@ -49,10 +31,10 @@ static void det_weights(nn_params *ps, const char *prefix)
         snprintf(full, sizeof full, "%s%s", prefix, p->name);
         snprintf(wname, sizeof wname, "%.*s.weight", (int)(strrchr(p->name, '.') - p->name), p->name);
         const nn_param *w = nn_params_find(ps, wname);
-        const uint64_t base = fnv1a64(full);
+        const uint64_t base = test_fnv1a64(full);
         const int is_weight = strstr(p->name, ".weight") == p->name + strlen(p->name) - 7;
         for (int64_t j = 0; j < p->numel; j++) {
-            double u = det_u(base, j), v;
+            double u = test_det_u(base, j), v;
             if (!strncmp(full, "lin", 3))
                 v = fabs(u) / sqrt((double)p->shape[1]);
             else if (w && w->ndim == 1)
@@ -75,9 +57,9 @@ static void det_quantizer(optvq_quantizer *q)
     for (int k = 0; k < 3; k++) {
         int64_t n;
         float *data = optvq_quantizer_param(q, (optvq_param)k, &n);
-        const uint64_t base = fnv1a64(names[k]);
+        const uint64_t base = test_fnv1a64(names[k]);
         for (int64_t j = 0; data && j < n; j++)
-            data[j] = (float)(det_u(base, j) * (k == 0 ? sqrt(3.0) : sqrt(3.0 / d)));
+            data[j] = (float)(test_det_u(base, j) * (k == 0 ? sqrt(3.0) : sqrt(3.0 / d)));
     }
 }
 

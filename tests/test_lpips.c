@@ -32,28 +32,6 @@ static void *load_npy(const char *rel, optvq_dtype want, int64_t *n)
     return a.data;
 }
 
-/* splitmix64 keyed by fnv1a64(name): the twin of det_uniform in
- * tools/gen_lpips_ref.py (and tests/test_model.c). Values in [-1, 1). */
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001B3ull;
-    return h;
-}
-
-static void det_uniform(float *out, const char *name, int64_t n)
-{
-    uint64_t base = fnv1a64(name);
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t z = base + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        z ^= z >> 31;
-        out[i] = (float)((double)(z >> 40) / (double)(1 << 23) - 1.0);
-    }
-}
-
 /* The generator's det_fill: conv weights U * sqrt(6 / fan_in), biases U * 0.1,
  * heads |U| * 0.5 (float32 products, as torch computes them). */
 static void det_fill(lpips_net *l)
@@ -61,7 +39,7 @@ static void det_fill(lpips_net *l)
     nn_params *ps = lpips_params(l);
     for (int i = 0; i < ps->count; i++) {
         nn_param *p = &ps->items[i];
-        det_uniform(p->data, p->name, p->numel);
+        test_det_uniform(p->data, p->name, p->numel);
         if (!strncmp(p->name, "lin", 3)) {
             for (int64_t j = 0; j < p->numel; j++)
                 p->data[j] = fabsf(p->data[j]) * 0.5f;
@@ -390,8 +368,8 @@ static void write_store(lpips_net *l, const char *path, int style, int conv_limi
 /* A small input pair shared by the load tests. */
 static void small_inputs(float *x0, float *x1, int64_t n)
 {
-    det_uniform(x0, "x0", n);
-    det_uniform(x1, "x1", n);
+    test_det_uniform(x0, "x0", n);
+    test_det_uniform(x1, "x1", n);
     for (int64_t i = 0; i < n; i++)
         x1[i] = 0.7f * x0[i] + 0.3f * x1[i];
 }

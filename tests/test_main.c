@@ -126,3 +126,27 @@ int main(int argc, char **argv)
     printf("unit: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
+
+uint64_t test_fnv1a64(const char *s)
+{
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001B3ull;
+    return h;
+}
+
+double test_det_u(uint64_t base, int64_t i)
+{
+    uint64_t z = base + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 40) / (double)(1 << 23) - 1.0;
+}
+
+void test_det_uniform(float *out, const char *name, int64_t n)
+{
+    const uint64_t base = test_fnv1a64(name);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = (float)test_det_u(base, i);
+}

@@ -118,32 +118,12 @@ TEST(model_taming_small_parity)
 
 /* ---- the full f16 architecture with deterministic weights ---- */
 
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001B3ull;
-    return h;
-}
-
-static void det_uniform(float *out, const char *name, int64_t n)
-{
-    uint64_t base = fnv1a64(name);
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t z = base + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        z ^= z >> 31;
-        out[i] = (float)((double)(z >> 40) / (double)(1 << 23) - 1.0);
-    }
-}
-
 static void det_fill(optvq_model *m)
 {
     nn_params *ps = model_params(m);
     for (int i = 0; i < ps->count; i++) {
         nn_param *p = &ps->items[i];
-        det_uniform(p->data, p->name, p->numel);
+        test_det_uniform(p->data, p->name, p->numel);
         size_t len = strlen(p->name);
         int is_weight = len > 7 && !strcmp(p->name + len - 7, ".weight");
         if (strstr(p->name, ".norm")) {
@@ -163,7 +143,7 @@ static void det_fill(optvq_model *m)
     for (int k = 0; k < 3; k++) {
         int64_t cnt;
         float *p = optvq_quantizer_param(q, (optvq_param)k, &cnt);
-        det_uniform(p, names[k], cnt);
+        test_det_uniform(p, names[k], cnt);
         int64_t d = optvq_quantizer_get_config(q)->e_dim / optvq_quantizer_get_config(q)->num_head;
         double s = k == 0 ? sqrt(3.0) : sqrt(3.0 / (double)d);
         for (int64_t j = 0; j < cnt; j++)
@@ -193,7 +173,7 @@ TEST(model_f16_imagenet_parity)
     float *x = malloc(3 * 256 * 256 * sizeof(float)), *out = malloc(3 * 256 * 256 * sizeof(float));
     float *gz = malloc((size_t)optvq_array_numel(&z) * 4);
     int64_t *tok = malloc((size_t)optvq_array_numel(&idx) * 8);
-    det_uniform(x, "input", 3 * 256 * 256);
+    test_det_uniform(x, "input", 3 * 256 * 256);
     CHECK_OK(model_encoder_forward(m, x, 1, 256, 256, gz));
     test_diff d = test_compare("f16 encoder output z", gz, z.data, optvq_array_numel(&z));
     CHECK_MSG(d.nmse < 1e-9, "f16 encoder NMSE %.3g", d.nmse);

@@ -126,31 +126,13 @@ static void taming_path(char *out, size_t n, const char *name)
     snprintf(out, n, "%s/train_taming/%s", test_ref_dir(), name);
 }
 
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001B3ull;
-    return h;
-}
-
-/* det_uniform of tools/gen_model_ref.py: n values in [-1, 1) keyed by name */
-static double det_u(uint64_t base, int64_t i)
-{
-    uint64_t z = base + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 40) / (double)(1 << 23) - 1.0;
-}
-
 /* det_init of tools/gen_train_ref.py: float64 then one rounding. */
 static void det_init(optvq_model *m)
 {
     nn_params *ps = model_params(m);
     for (int i = 0; i < ps->count; i++) {
         nn_param *p = &ps->items[i];
-        const uint64_t base = fnv1a64(p->name);
+        const uint64_t base = test_fnv1a64(p->name);
         size_t len = strlen(p->name);
         int is_weight = len > 7 && !strcmp(p->name + len - 7, ".weight");
         double fan_in = 1;
@@ -161,7 +143,7 @@ static void det_init(optvq_model *m)
             fan_in = (double)(w->shape[1] * (w->ndim == 4 ? w->shape[2] * w->shape[3] : 1));
         }
         for (int64_t j = 0; j < p->numel; j++) {
-            double u = det_u(base, j);
+            double u = test_det_u(base, j);
             p->data[j] = (float)(strstr(p->name, ".norm") ? (is_weight ? 1.0 + 0.1 * u : 0.1 * u) : u / sqrt(fan_in));
         }
     }
@@ -171,10 +153,10 @@ static void det_init(optvq_model *m)
     for (int k = 0; k < 3; k++) {
         int64_t cnt;
         float *p = optvq_quantizer_param(q, (optvq_param)k, &cnt);
-        const uint64_t base = fnv1a64(names[k]);
+        const uint64_t base = test_fnv1a64(names[k]);
         const double s = k == 0 ? sqrt(3.0) : sqrt(3.0 / (double)d);
         for (int64_t j = 0; j < cnt; j++)
-            p[j] = (float)(det_u(base, j) * s);
+            p[j] = (float)(test_det_u(base, j) * s);
     }
 }
 

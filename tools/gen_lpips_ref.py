@@ -48,24 +48,8 @@ torch.set_num_threads(2)
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref", "lpips")
 
-MASK = (1 << 64) - 1
-
-
-def fnv1a64(s):
-    h = 0xCBF29CE484222325
-    for c in s.encode():
-        h = ((h ^ c) * 0x100000001B3) & MASK
-    return h
-
-
-def det_uniform(name, n):
-    """n values in [-1, 1): splitmix64(fnv1a64(name) + i + 1) >> 40, / 2^23 - 1."""
-    with np.errstate(over="ignore"):
-        z = np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(fnv1a64(name))
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return ((z >> np.uint64(40)).astype(np.float64) / float(1 << 23) - 1.0).astype(np.float32)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_model_ref import det_uniform  # noqa: E402
 
 
 # ---------------------------------------------------------------- the module

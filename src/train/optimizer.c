@@ -26,6 +26,45 @@ static int decays(const char *name)
     return strncmp(prev, "norm", 4) != 0;
 }
 
+/* Appends every parameter of a registry; weight decay by name (the model's
+ * conv/linear weights) or, by_ndim, on every tensor of 2+ dimensions. Returns
+ * the moment floats used so far. */
+static size_t add_registry(optimizer *o, nn_params *ps, int by_ndim)
+{
+    size_t off = 0;
+    for (int i = 0; i < ps->count; i++) {
+        train_param *p = &o->params[o->count++];
+        p->name = ps->items[i].name;
+        p->data = ps->items[i].data;
+        p->grad = ps->items[i].grad;
+        p->n = ps->items[i].numel;
+        p->decay = by_ndim ? ps->items[i].ndim >= 2 : decays(p->name);
+        p->offset = off;
+        off += (size_t)p->n;
+    }
+    return off;
+}
+
+/* The moments (one allocation) and the reference's hyperparameters. */
+static optvq_status finish_init(optimizer *o, size_t floats, double max_lr, double mul_lr, double weight_decay,
+                                int64_t total_steps)
+{
+    o->total = floats;
+    o->m = calloc(floats ? 2 * floats : 1, sizeof(float));
+    if (!o->m) {
+        optimizer_free(o);
+        return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory for the moments");
+    }
+    o->v = o->m + floats;
+    o->weight_decay = weight_decay;
+    o->eps = 1e-7;
+    o->beta2 = 0.999;
+    o->mul_lr = mul_lr;
+    o->max_norm = 1.0;
+    onecycle_init(&o->schedule, max_lr, total_steps);
+    return OPTVQ_OK;
+}
+
 optvq_status optimizer_init(optimizer *o, optvq_model *m, double max_lr, double mul_lr, double weight_decay,
                             int64_t total_steps)
 {
@@ -35,17 +74,7 @@ optvq_status optimizer_init(optimizer *o, optvq_model *m, double max_lr, double 
     o->params = calloc((size_t)ps->count + 3, sizeof *o->params);
     if (!o->params)
         return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory");
-    size_t off = 0;
-    for (int i = 0; i < ps->count; i++) {
-        train_param *p = &o->params[o->count++];
-        p->name = ps->items[i].name;
-        p->data = ps->items[i].data;
-        p->grad = ps->items[i].grad;
-        p->n = ps->items[i].numel;
-        p->decay = decays(p->name);
-        p->offset = off;
-        off += (size_t)p->n;
-    }
+    size_t off = add_registry(o, ps, 0);
     static const char *const qnames[3] = {"quantize.embedding.weight", "quantize.proj.weight", "quantize.proj.bias"};
     for (int w = 0; w < 3; w++) {
         int64_t n;
@@ -62,20 +91,7 @@ optvq_status optimizer_init(optimizer *o, optvq_model *m, double max_lr, double 
         p->offset = off;
         off += (size_t)n;
     }
-    o->total = off;
-    o->m = calloc(off ? 2 * off : 1, sizeof(float));
-    if (!o->m) {
-        optimizer_free(o);
-        return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory for the moments");
-    }
-    o->v = o->m + off;
-    o->weight_decay = weight_decay;
-    o->eps = 1e-7;
-    o->beta2 = 0.999;
-    o->mul_lr = mul_lr;
-    o->max_norm = 1.0;
-    onecycle_init(&o->schedule, max_lr, total_steps);
-    return OPTVQ_OK;
+    return finish_init(o, off, max_lr, mul_lr, weight_decay, total_steps);
 }
 
 void optimizer_free(optimizer *o)
@@ -98,31 +114,8 @@ optvq_status optimizer_init_list(optimizer *o, nn_params *ps, double max_lr, dou
     o->params = calloc((size_t)ps->count + 1, sizeof *o->params);
     if (!o->params)
         return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory");
-    size_t off = 0;
-    for (int i = 0; i < ps->count; i++) {
-        train_param *p = &o->params[o->count++];
-        p->name = ps->items[i].name;
-        p->data = ps->items[i].data;
-        p->grad = ps->items[i].grad;
-        p->n = ps->items[i].numel;
-        p->decay = ps->items[i].ndim >= 2;
-        p->offset = off;
-        off += (size_t)p->n;
-    }
-    o->total = off;
-    o->m = calloc(off ? 2 * off : 1, sizeof(float));
-    if (!o->m) {
-        optimizer_free(o);
-        return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory for the moments");
-    }
-    o->v = o->m + off;
-    o->weight_decay = weight_decay;
-    o->eps = 1e-7;
-    o->beta2 = 0.999;
-    o->mul_lr = 1.0;
-    o->max_norm = 1.0;
-    onecycle_init(&o->schedule, max_lr, total_steps);
-    return OPTVQ_OK;
+    size_t off = add_registry(o, ps, 1);
+    return finish_init(o, off, max_lr, 1.0, weight_decay, total_steps);
 }
 
 double optimizer_clip(optimizer *const *opts, int n, double max_norm)
