@@ -16,6 +16,7 @@ import time
 import numpy as np
 import torch
 
+os.environ["GAN_FLOAT32"] = "1"  # the transcription module would otherwise switch torch to float64
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import gen_gan_train_ref as G  # noqa: E402
 from gen_model_ref import build  # noqa: E402
