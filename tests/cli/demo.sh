@@ -1,0 +1,17 @@
+#!/bin/sh
+# optvq demo (the main job) end to end on its tiny --quick setting: the toy,
+# both Fashion-MNIST models, the report and its pictures; a bad option fails.
+set -u
+BIN=${OPTVQ_BIN:-build/optvq}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+"$BIN" demo --quick --out "$tmp/d" --threads 2 >"$tmp/log" 2>&1 || fail "demo --quick: $(tail -3 "$tmp/log")"
+for f in toy.gif toy.png usage.png psnr.png reconstructions.png report.md optvq/model.safetensors vqbase/model.safetensors; do
+    [ -s "$tmp/d/$f" ] || fail "missing $f"
+done
+grep -q "OptVQ" "$tmp/d/report.md" || fail "report names no OptVQ row"
+grep -qi "vanilla" "$tmp/d/report.md" || fail "report names no baseline row"
+"$BIN" info --model "$tmp/d/optvq" | grep -q "1024 codes" || fail "the demo's OptVQ model does not load"
+"$BIN" demo --epochs -1 --out "$tmp/e" >"$tmp/err" 2>&1; [ $? -eq 2 ] || fail "a bad option should exit 2"
+echo "demo ok"
