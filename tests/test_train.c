@@ -185,6 +185,23 @@ static float *taming_batch(int k)
     return a.data; /* malloc'd by the reader; free() */
 }
 
+/* The tiny taming model, its reference batch k and a trainer on them; 0 (all
+ * freed) when the reference files are missing or the trainer fails. */
+static int taming_setup(int k, optvq_model **m, float **x, model_trainer **t)
+{
+    *m = taming_model();
+    *x = taming_batch(k);
+    *t = NULL;
+    if (*m)
+        CHECK_OK(model_trainer_create(*m, t));
+    if (*m && *x && *t)
+        return 1;
+    free(*x);
+    model_trainer_free(*t);
+    optvq_model_free(*m);
+    return 0;
+}
+
 /* Every model and quantizer tensor: name, values, gradient, size. */
 typedef struct tensor_ref {
     const char *name;
@@ -365,17 +382,11 @@ static int all_zero(const float *p, int64_t n)
 
 TEST(train_taming_last_layer_grad_matches_pytorch)
 {
-    optvq_model *m = taming_model();
-    float *x = taming_batch(0);
-    model_trainer *t = NULL;
-    if (m)
-        CHECK_OK(model_trainer_create(m, &t));
-    if (!m || !x || !t) {
-        free(x);
-        model_trainer_free(t);
-        optvq_model_free(m);
+    optvq_model *m;
+    float *x;
+    model_trainer *t;
+    if (!taming_setup(0, &m, &x, &t))
         return;
-    }
     const int64_t n = TAMING_B * 3 * TAMING_R * TAMING_R;
     const int64_t nw = model_trainer_last_layer_numel(t);
     nn_param *last = nn_params_find(model_params(m), "decoder.conv_out.weight");
@@ -457,17 +468,11 @@ static void zero_grads(optvq_model *m)
 
 TEST(train_forward_backward_equals_step)
 {
-    optvq_model *m = taming_model();
-    float *x = taming_batch(1);
-    model_trainer *t = NULL;
-    if (m)
-        CHECK_OK(model_trainer_create(m, &t));
-    if (!m || !x || !t) {
-        free(x);
-        model_trainer_free(t);
-        optvq_model_free(m);
+    optvq_model *m;
+    float *x;
+    model_trainer *t;
+    if (!taming_setup(1, &m, &x, &t))
         return;
-    }
     const int64_t n = TAMING_B * 3 * TAMING_R * TAMING_R;
     const model_loss_weights lw = {1.0, 1.0, 0.7};
     model_losses l;
@@ -539,17 +544,11 @@ static double fd_loss(model_trainer *t, const float *x, const float *R, int64_t 
 
 TEST(train_taming_finite_differences)
 {
-    optvq_model *m = taming_model();
-    float *x = taming_batch(2);
-    model_trainer *t = NULL;
-    if (m)
-        CHECK_OK(model_trainer_create(m, &t));
-    if (!m || !x || !t) {
-        free(x);
-        model_trainer_free(t);
-        optvq_model_free(m);
+    optvq_model *m;
+    float *x;
+    model_trainer *t;
+    if (!taming_setup(2, &m, &x, &t))
         return;
-    }
     static const char *const names[] = {
         "decoder.conv_out.weight",          "decoder.norm_out.weight",
         "decoder.up.0.block.0.nin_shortcut.weight", "decoder.up.1.upsample.conv.weight",
