@@ -23,11 +23,20 @@ for cfg in optvq vqbase; do
     done_=$(epochs_done "$run")
     if [ "$done_" -ge "$want" ]; then
         echo "$cfg: $done_/$want epochs already trained"
+    elif [ -f "$run/stopped.txt" ]; then
+        echo "$cfg: stopped after $done_/$want epochs: $(cat "$run/stopped.txt") (delete $run/stopped.txt to retry)"
     else
         resume=()
         [ -f "$run/checkpoint.safetensors" ] && resume=(--resume)
         echo "$cfg: training from epoch $done_ of $want"
-        "$BIN" train --config "configs/fashion-mnist/$cfg.yaml" --out "$run" --threads "$THREADS" "${resume[@]}"
+        # A run that fails (the vanilla-VQ recipe diverges: bench/vqbase_divergence.sh)
+        # keeps its last checkpoint, which is evaluated and reported as stopped.
+        if ! "$BIN" train --config "configs/fashion-mnist/$cfg.yaml" --out "$run" --threads "$THREADS" "${resume[@]}" \
+                2> >(tee "$run/train.err" >&2); then
+            sleep 1 # let tee finish writing
+            tail -n 1 "$run/train.err" | sed 's/^optvq train: //' > "$run/stopped.txt"
+            echo "$cfg: training stopped: $(cat "$run/stopped.txt"); evaluating its last checkpoint"
+        fi
     fi
     "$BIN" eval --model "$run" --data fashion-mnist --threads "$THREADS" --json "$run/eval.json" >/dev/null
 done
@@ -37,17 +46,23 @@ done
 row() {
     local cfg=$1 run="$RUNS/$1"
     get() { sed -n "s/.*\"$1\":[[:space:]]*\([-0-9.e+]*\).*/\1/p" "$run/eval.json" | head -1; }
-    local n hours tu
+    local n hours tu status=""
+    [ -f "$run/stopped.txt" ] && status=" of $(sed -n 's/^  epochs: *\([0-9]*\).*/\1/p' "configs/fashion-mnist/$cfg.yaml"), stopped"
     n=$(grep -c '"epoch_end"' "$run/metrics.jsonl")
     hours=$(grep '"epoch_end"' "$run/metrics.jsonl" | sed 's/.*"seconds": \([0-9.]*\).*/\1/' |
             awk '{s += $1} END {printf "%.2f", s / 3600}')
     tu=$(grep '"epoch_end"' "$run/metrics.jsonl" | tail -1 | sed 's/.*"train_usage": \([0-9.e-]*\).*/\1/')
     awk -v c="$cfg" -v n="$n" -v h="$hours" -v tu="$tu" -v u="$(get usage)" -v p="$(get perplexity)" \
         -v d="$(get dead_codes)" -v ps="$(get psnr)" -v ss="$(get ssim)" \
-        'BEGIN {printf "| %s | %d | %s | %.1f%% | %.1f%% | %.1f | %d | %.2f | %.4f |\n", c, n, h, 100 * tu, 100 * u, p, d, ps, ss}'
+        -v st="$status" \
+        'BEGIN {printf "| %s | %d%s | %s | %.1f%% | %.1f%% | %.1f | %d | %.2f | %.4f |\n", c, n, st, h, 100 * tu, 100 * u, p, d, ps, ss}'
 }
 {
 echo "| config | epochs | train hours | train usage (last epoch) | test usage | test perplexity | dead codes | test PSNR | test SSIM |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for cfg in optvq vqbase; do row "$cfg"; done
+for cfg in optvq vqbase; do
+    [ -f "$RUNS/$cfg/stopped.txt" ] && printf '\n%s stopped at %s; its row is its last checkpoint.\n' "$cfg" "$(cat "$RUNS/$cfg/stopped.txt")"
+done
+true
 } | tee "$RUNS/results.md"
