@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from gen_model_ref import build  # noqa: E402
-from gen_train_ref import decays  # noqa: E402
+from gen_train_ref import optimizer, recipe_losses  # noqa: E402
 
 
 def load(limit):
@@ -41,23 +41,13 @@ def main():
     x_all = load(limit)
     steps = (len(x_all) + batch - 1) // batch
     lr = 4.5e-6 * batch
-    groups = []
-    for mods in ([model.encoder, model.decoder, model.quant_conv, model.post_quant_conv], [model.quantize]):
-        wd = set().union(*[decays(m) for m in mods])
-        params = [p for m in mods for p in m.parameters()]
-        groups.append({"params": [p for p in params if id(p) in wd], "lr": lr, "eps": 1e-7, "weight_decay": 0.05})
-        groups.append({"params": [p for p in params if id(p) not in wd], "lr": lr, "eps": 1e-7, "weight_decay": 0.0})
-    opt = torch.optim.AdamW(groups)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr] * 4, total_steps=steps + 1, pct_start=0.01)
+    opt, sched = optimizer(model, lr, total_steps=steps + 1)
     perm = torch.randperm(len(x_all))
     times = []
     for s in range(steps):
         xb = x_all[perm[s * batch:(s + 1) * batch]]
         t0 = time.perf_counter()
-        z = model.quant_conv(model.encoder(xb))
-        xq, qloss, _, _ = model.quantize(z)
-        rec = model.decoder(model.post_quant_conv(xq))
-        loss = (rec - xb).abs().mean() + (rec - xb).pow(2).mean() + qloss
+        loss = recipe_losses(model, xb)[0]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

@@ -17,12 +17,11 @@ import os
 import sys
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_model_ref import build  # noqa: E402
-from gen_train_ref import decays  # noqa: E402
+from gen_train_ref import optimizer, recipe_losses  # noqa: E402
 from train_torch import load  # noqa: E402
 
 
@@ -53,15 +52,7 @@ def main():
     print(f"inputs: 60000 images, batch {batch}, {per_epoch} steps/epoch, total_steps {per_epoch * epochs}, "
           f"steps run {steps}, threads {torch.get_num_threads()}", flush=True)
     kmeans_init(model, x_all, q["n_e"])
-    lr = 4.5e-6 * batch
-    groups = []
-    for mods in ([model.encoder, model.decoder, model.quant_conv, model.post_quant_conv], [model.quantize]):
-        wd = set().union(*[decays(m) for m in mods])
-        params = [p for m in mods for p in m.parameters()]
-        groups.append({"params": [p for p in params if id(p) in wd], "lr": lr, "eps": 1e-7, "weight_decay": 0.05})
-        groups.append({"params": [p for p in params if id(p) not in wd], "lr": lr, "eps": 1e-7, "weight_decay": 0.0})
-    opt = torch.optim.AdamW(groups)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr] * 4, total_steps=per_epoch * epochs, pct_start=0.01)
+    opt, sched = optimizer(model, 4.5e-6 * batch, total_steps=per_epoch * epochs)
     perm = torch.randperm(len(x_all))
     print("step lr loss l1 l2 q grad_norm codes_used x_norm code_norm", flush=True)
     for s in range(steps):
@@ -69,12 +60,7 @@ def main():
         if e == 0 and s > 0:
             perm = torch.randperm(len(x_all))
         xb = x_all[perm[e * batch:(e + 1) * batch]]
-        z = model.quant_conv(model.encoder(xb))
-        xq, qloss, idx, _ = model.quantize(z)
-        rec = model.decoder(model.post_quant_conv(xq))
-        l1 = (rec - xb).abs().mean()
-        l2 = (rec - xb).pow(2).mean()
-        loss = l1 + l2 + qloss
+        loss, l1, l2, qloss, z, idx = recipe_losses(model, xb)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         with torch.no_grad():

@@ -14,12 +14,14 @@ mkdir -p "$RUNS"
 echo "inputs: configs/fashion-mnist/{optvq,vqbase}.yaml, all epochs, $THREADS threads, runs in $RUNS"
 echo "cpu:    $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 
+# train.epochs of CONFIG
+epochs_wanted() { sed -n 's/^  epochs: *\([0-9]*\).*/\1/p' "configs/fashion-mnist/$1.yaml"; }
 # epochs finished by RUN (0 when it has not started)
 epochs_done() { if [ -f "$1/metrics.jsonl" ]; then grep -c '"epoch_end"' "$1/metrics.jsonl" || true; else echo 0; fi; }
 
 for cfg in optvq vqbase; do
     run="$RUNS/$cfg"
-    want=$(sed -n 's/^  epochs: *\([0-9]*\).*/\1/p' "configs/fashion-mnist/$cfg.yaml")
+    want=$(epochs_wanted "$cfg")
     done_=$(epochs_done "$run")
     if [ "$done_" -ge "$want" ]; then
         echo "$cfg: $done_/$want epochs already trained"
@@ -31,9 +33,9 @@ for cfg in optvq vqbase; do
         echo "$cfg: training from epoch $done_ of $want"
         # A run that fails (the vanilla-VQ recipe diverges: bench/vqbase_divergence.sh)
         # keeps its last checkpoint, which is evaluated and reported as stopped.
-        if ! "$BIN" train --config "configs/fashion-mnist/$cfg.yaml" --out "$run" --threads "$THREADS" "${resume[@]}" \
-                2> >(tee "$run/train.err" >&2); then
-            sleep 1 # let tee finish writing
+        # (stderr goes to the terminal and to train.err; pipefail gives train's status)
+        if ! { "$BIN" train --config "configs/fashion-mnist/$cfg.yaml" --out "$run" --threads "$THREADS" \
+                "${resume[@]}" 2>&1 1>&3 | tee "$run/train.err" >&2; } 3>&1; then
             tail -n 1 "$run/train.err" | sed 's/^optvq train: //' > "$run/stopped.txt"
             echo "$cfg: training stopped: $(cat "$run/stopped.txt"); evaluating its last checkpoint"
         fi
@@ -47,7 +49,7 @@ row() {
     local cfg=$1 run="$RUNS/$1"
     get() { sed -n "s/.*\"$1\":[[:space:]]*\([-0-9.e+]*\).*/\1/p" "$run/eval.json" | head -1; }
     local n hours tu status=""
-    [ -f "$run/stopped.txt" ] && status=" of $(sed -n 's/^  epochs: *\([0-9]*\).*/\1/p' "configs/fashion-mnist/$cfg.yaml"), stopped"
+    [ -f "$run/stopped.txt" ] && status=" of $(epochs_wanted "$cfg"), stopped"
     n=$(grep -c '"epoch_end"' "$run/metrics.jsonl")
     hours=$(grep '"epoch_end"' "$run/metrics.jsonl" | sed 's/.*"seconds": \([0-9.]*\).*/\1/' |
             awk '{s += $1} END {printf "%.2f", s / 3600}')
@@ -62,7 +64,8 @@ echo "| config | epochs | train hours | train usage (last epoch) | test usage | 
 echo "|---|---|---|---|---|---|---|---|---|"
 for cfg in optvq vqbase; do row "$cfg"; done
 for cfg in optvq vqbase; do
-    [ -f "$RUNS/$cfg/stopped.txt" ] && printf '\n%s stopped at %s; its row is its last checkpoint.\n' "$cfg" "$(cat "$RUNS/$cfg/stopped.txt")"
+    if [ -f "$RUNS/$cfg/stopped.txt" ]; then
+        printf '\n%s stopped at %s; its row is its last checkpoint.\n' "$cfg" "$(cat "$RUNS/$cfg/stopped.txt")"
+    fi
 done
-true
 } | tee "$RUNS/results.md"

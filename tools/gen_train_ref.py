@@ -59,7 +59,8 @@ def decays(module):
     return ids
 
 
-def optimizer(model, lr):
+def optimizer(model, lr, total_steps=TOTAL_STEPS):
+    """The reference's AdamW weight-decay groups and OneCycleLR (the bench scripts use it too)."""
     groups = []
     for mods in ([model.encoder, model.decoder, model.quant_conv, model.post_quant_conv], [model.quantize]):
         wd_ids = set().union(*[decays(m) for m in mods])
@@ -69,9 +70,19 @@ def optimizer(model, lr):
         groups.append({"params": [p for p in params if id(p) not in wd_ids], "lr": lr, "eps": 1e-7,
                        "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr] * 4, total_steps=TOTAL_STEPS, pct_start=0.01,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr] * 4, total_steps=total_steps, pct_start=0.01,
                                                 anneal_strategy="cos")
     return opt, sched
+
+
+def recipe_losses(model, x):
+    """One forward of the recipe: (loss, l1, l2, q, z, indices); loss = l1 + l2 + q."""
+    z = model.quant_conv(model.encoder(x))
+    xq, qloss, idx, _ = model.quantize(z)
+    rec = model.decoder(model.post_quant_conv(xq))
+    l1 = (rec - x).abs().mean()
+    l2 = (rec - x).pow(2).mean()
+    return l1 + l2 + qloss, l1, l2, qloss, z, idx
 
 
 def write_config(out, case, batch):
@@ -97,12 +108,7 @@ def plain(out):
     for k in range(STEPS):
         x = torch.rand(BATCH, 1, 32, 32, generator=g) * 2 - 1
         np.save(os.path.join(out, f"batch_{k}.npy"), x.numpy())
-        z = model.quant_conv(model.encoder(x))
-        xq, qloss, _, _ = model.quantize(z)
-        rec = model.decoder(model.post_quant_conv(xq))
-        l1 = (rec - x).abs().mean()
-        l2 = (rec - x).pow(2).mean()
-        loss = l1 + l2 + qloss
+        loss, l1, l2, qloss, _, _ = recipe_losses(model, x)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
