@@ -16,11 +16,17 @@ CXX ?= c++
 
 PKGS := cairo libpng
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
+# The shared library exports the public header only (optvq/optvq.h pushes
+# default visibility around its declarations); everything else stays hidden.
+VISIBILITY := -fvisibility=hidden -DOPTVQ_BUILDING_LIBRARY
+# Every pkg-config call is deferred (recursive `=`), so it runs when a recipe
+# needs it, after `deps` has installed the packages; `demo` and `check` also
+# re-enter make once `deps` is done.
 CFLAGS += -std=c11 $(OPT) -g $(ARCH) -fopenmp -fno-math-errno -fPIC -Wall -Wextra $(SAN) \
           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += -fopenmp $(SAN)
 LIB_LIBS := -lopenblas -lyaml -lcjson -lpng -ljpeg -lz -lm
-CLI_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lgif
+CLI_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lgif
 
 LIB_SRC := $(wildcard src/core/*.c src/io/*.c src/quant/*.c src/nn/*.c src/model/*.c src/train/*.c src/eval/*.c)
 CLI_SRC := $(wildcard src/cli/*.c src/viz/*.c)
@@ -36,8 +42,14 @@ VERSION := 0.1.0
 .PHONY: all deps demo check check-asan test bench install uninstall clean fuzz fuzz-build
 all: $(BUILD)/liboptvq.a $(BUILD)/$(SONAME) $(BUILD)/optvq $(BUILD)/optvq.pc
 
+# What `deps` runs (tests/cli/fresh_make.sh swaps it to simulate a fresh machine).
+DEPS_CMD ?= scripts/install-deps.sh
 deps:
-	@scripts/install-deps.sh
+	@$(DEPS_CMD)
+
+$(BUILD)/obj/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(VISIBILITY) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -55,18 +67,24 @@ $(BUILD)/optvq: $(CLI_OBJ) $(BUILD)/liboptvq.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/liboptvq.a $(CLI_LIBS) $(LIB_LIBS)
 
 $(BUILD)/optvq.pc: optvq.pc.in Makefile
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS_PRIVATE@|$(LIB_LIBS)|g' $< > $@
 
 $(BUILD)/run_tests: $(TEST_OBJ) $(BUILD)/liboptvq.a
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/liboptvq.a $(LIB_LIBS)
 
 # The main job on built-in defaults.
-demo: deps all
-	$(BUILD)/optvq demo
+# make re-enters itself after `deps`, so nothing is built from what make saw
+# before the packages were there.
+DEMO_ARGS ?=
+demo: deps
+	$(MAKE) all
+	$(BUILD)/optvq demo $(DEMO_ARGS)
 
 # The whole test suite: unit + parity tests, then the CLI tests.
-check: deps all $(BUILD)/run_tests
-	OPTVQ_BIN=$(BUILD)/optvq OPTVQ_CFLAGS="$(SAN)" OPTVQ_LIBS="$(LIB_LIBS)" tests/run.sh $(BUILD)
+CHECK_RUN ?= tests/run.sh
+check: deps
+	$(MAKE) all $(BUILD)/run_tests
+	OPTVQ_BIN=$(BUILD)/optvq OPTVQ_CFLAGS="$(SAN)" OPTVQ_LIBS="$(LIB_LIBS)" $(CHECK_RUN) $(BUILD)
 
 test: check
 
@@ -111,7 +129,7 @@ install: all
 	install -m 644 $(BUILD)/liboptvq.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/$(SONAME) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/liboptvq.so
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' optvq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/optvq.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS_PRIVATE@|$(LIB_LIBS)|g' optvq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/optvq.pc
 	install -m 755 $(BUILD)/optvq $(DESTDIR)$(PREFIX)/bin/
 
 uninstall:

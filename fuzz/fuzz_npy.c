@@ -6,7 +6,7 @@
 static void npy_consume(optvq_array *a)
 {
     int64_t n = optvq_array_numel(a);
-    size_t es = (a->dtype == OPTVQ_F64 || a->dtype == OPTVQ_I64) ? 8 : 4;
+    size_t es = (a->dtype == OPTVQ_F64 || a->dtype == OPTVQ_I64) ? 8 : a->dtype == OPTVQ_U8 ? 1 : 4;
     volatile unsigned char s = 0;
     for (size_t i = 0; i < (size_t)n * es; i++) /* every byte is readable */
         s ^= ((const unsigned char *)a->data)[i];

@@ -97,6 +97,36 @@ def overlapping_zip_bomb(n_entries):
     return files + cd + eocd
 
 out("pth", "overlapping-entries-zip-bomb.pth", overlapping_zip_bomb(256))
+
+
+# ---- legacy (non-zip) torch.save files: header pickles, the object, keys, records ----
+LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + bytes.fromhex("6cfc9c46f9206aa85019") + b"."
+
+def legacy(tensors, keys, records, version=1001, little=True):
+    """tensors: (name, key, declared numel, view pickle or None); records: (numel field, data bytes)."""
+    info = b"\x80\x02}(" + s("protocol_version") + i(version) + s("little_endian") + (b"\x88" if little else b"\x89") + \
+        s("type_sizes") + b"}(" + s("short") + i(2) + s("int") + i(4) + s("long") + i(4) + b"uu."
+    items = []
+    for name, key, numel, view in tensors:
+        st = tup(s("storage"), glob("torch", "FloatStorage"), s(key), s("cpu"), i(numel), view or b"N") + b"Q"
+        items.append((name, glob("torch._utils", "_rebuild_tensor_v2") +
+                      tup(st, i(0), tup(i(numel)), tup(i(1)), b"\x89", ODICT) + b"R"))
+    keys_pkl = b"\x80\x02](" + b"".join(s(k) for k in keys) + b"e."
+    recs = b"".join(struct.pack("<q", n) + d for n, d in records)
+    return LEGACY_MAGIC + b"\x80\x02" + i(version) + b"." + info + state_dict(items) + keys_pkl + recs
+
+F4 = b"\0\0\x80\x3f" * 4  # four 1.0f
+out("pth", "legacy-count-mismatch.pth", legacy([("a", "0", 4, None)], ["0"], [(5, F4 + F4[:4])]))
+out("pth", "legacy-count-2pow62.pth", legacy([("a", "0", 4, None)], ["0"], [(1 << 62, F4)]))
+out("pth", "legacy-truncated-data.pth", legacy([("a", "0", 4, None)], ["0"], [(4, F4[:8])]))
+out("pth", "legacy-key-twice.pth", legacy([("a", "0", 4, None)], ["0", "0"], [(4, F4), (4, F4)]))
+out("pth", "legacy-unused-key.pth", legacy([("a", "0", 4, None)], ["0", "1"], [(4, F4), (4, F4)]))
+out("pth", "legacy-no-data.pth", legacy([("a", "0", 4, None)], [], []))
+out("pth", "legacy-view.pth", legacy([("a", "0", 4, tup(s("1"), i(0), i(16)))], ["0"], [(4, F4)]))
+out("pth", "legacy-two-sizes.pth", legacy([("a", "0", 4, None), ("b", "0", 2, None)], ["0"], [(4, F4)]))
+out("pth", "legacy-big-endian.pth", legacy([("a", "0", 4, None)], ["0"], [(4, F4)], little=False))
+out("pth", "legacy-unknown-version.pth", legacy([("a", "0", 4, None)], ["0"], [(4, F4)], version=1000))
+out("pth", "legacy-numel-2pow50.pth", legacy([("a", "0", 1 << 50, None)], ["0"], [(4, F4)]))
 print("regressions written to", ROOT)
 
 

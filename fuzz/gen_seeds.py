@@ -89,6 +89,9 @@ def pth(obj):
 
 for f in ("plain.pth", "deflated.pth", "ckpt.pth"):
     copy("pth", "tests/ref/weights/" + f)
+# legacy (non-zip) torch.save files (tools/gen_fid_lpips_ref.py)
+copy("pth", "tests/ref/weights/legacy.pth")
+copy("pth", "tests/ref/lpips_alex/alex_lin.pth", "legacy_alex_lin.pth")
 torch.manual_seed(0)
 w = torch.randn(3, 4)
 sd = collections.OrderedDict()

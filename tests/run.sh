@@ -11,6 +11,10 @@ unit_fail=$(sed -n 's/^unit: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$out")
 [ -n "$unit_pass" ] || { unit_pass=0; unit_fail=1; echo "run_tests did not finish"; }
 rm -f "$out"
 cli_pass=0; cli_fail=0
+# under AddressSanitizer: every command that draws text (train's curves.png,
+# toy, demo) meets fontconfig's leaks, which are not ours
+LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export LSAN_OPTIONS
 for t in tests/cli/*.sh; do
     [ -f "$t" ] || continue
     if sh "$t" >"/tmp/optvq-cli-$$.log" 2>&1; then

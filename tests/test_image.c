@@ -670,7 +670,7 @@ TEST(image_plain_preprocess_fmnist)
     CHECK(oh == 32 && ow == 45); /* int(32 * 40 / 28) = int(45.7) */
     float *got = malloc(sizeof(float) * 8 * 32 * 32);
     for (int i = 0; i < 8; i++) {
-        optvq_image_u8 one = {28, 28, 1, strip.data + i * 28 * 28};
+        optvq_image_u8 one = {28, 28, 1, strip.data + i * 28 * 28, 0};
         CHECK_OK(optvq_image_plain_preprocess(&one, 32, got + i * 32 * 32));
     }
     if (ref.data) {

@@ -1,11 +1,15 @@
 /* Model parity against tests/ref/model (tools/gen_model_ref.py): encoder
  * output, indices (exact away from ties), latent and reconstruction, for the
- * plain CNN (Sinkhorn and nearest), a reduced taming VQGAN, and the full f16
- * ImageNet architecture at 256x256 (deterministic weights, see det_fill). */
+ * plain CNN (Sinkhorn and nearest), a reduced taming VQGAN, the full f16
+ * ImageNet architecture at 256x256 (deterministic weights, see det_fill), and
+ * every shipped config in configs/: the plain-CNN ones at full size, the
+ * taming ones reduced with their structure kept, and all of them at full size
+ * tensor by tensor (names and shapes) against the PyTorch models. */
 #include "model/vqmodel.h"
 #include "optvq/optvq.h"
 #include "test.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -48,24 +52,24 @@ static void compare_indices(const char *what, const optvq_array *ref, const int6
     CHECK_MSG(bad == 0, "%s: %lld indices differ away from ties", what, (long long)bad);
 }
 
-static void check_case(const char *dir, optvq_model *m)
+/* Runs the model on images x (B, C, H, W) and compares with the case's outputs. */
+static void check_outputs(const char *dir, optvq_model *m, const float *x, int64_t B, int64_t H, int64_t W)
 {
-    optvq_array x = {0}, z = {0}, idx = {0}, margin = {0}, xq = {0}, recon = {0};
-    if (load(dir, "x.npy", &x) || load(dir, "z.npy", &z) || load(dir, "indices.npy", &idx) ||
-        load(dir, "tie_margin.npy", &margin) || load(dir, "xq.npy", &xq) || load(dir, "recon.npy", &recon))
+    optvq_array z = {0}, idx = {0}, margin = {0}, xq = {0}, recon = {0};
+    if (load(dir, "z.npy", &z) || load(dir, "indices.npy", &idx) || load(dir, "tie_margin.npy", &margin) ||
+        load(dir, "xq.npy", &xq) || load(dir, "recon.npy", &recon))
         goto done;
-    int64_t B = x.shape[0], H = x.shape[2], W = x.shape[3];
     float *gz = malloc((size_t)optvq_array_numel(&z) * 4), *gq = malloc((size_t)optvq_array_numel(&xq) * 4);
     float *gr = malloc((size_t)optvq_array_numel(&recon) * 4), *gr2 = malloc((size_t)optvq_array_numel(&recon) * 4);
     int64_t *gi = malloc((size_t)optvq_array_numel(&idx) * 8), *gi2 = malloc((size_t)optvq_array_numel(&idx) * 8);
-    CHECK_OK(model_encoder_forward(m, x.data, B, H, W, gz));
+    CHECK_OK(model_encoder_forward(m, x, B, H, W, gz));
     test_diff d = test_compare("encoder output z", gz, z.data, optvq_array_numel(&z));
     CHECK_MSG(d.nmse < 1e-10, "%s: encoder output NMSE %.3g", dir, d.nmse);
-    CHECK_OK(optvq_model_encode(m, x.data, B, H, W, gi, gq));
+    CHECK_OK(optvq_model_encode(m, x, B, H, W, gi, gq));
     compare_indices("indices", &idx, gi, &margin, idx.shape[1]);
     d = test_compare("latent x_q", gq, xq.data, optvq_array_numel(&xq));
     CHECK_MSG(d.nmse < 1e-10, "%s: latent NMSE %.3g", dir, d.nmse);
-    CHECK_OK(optvq_model_reconstruct(m, x.data, B, H, W, gr, gi2));
+    CHECK_OK(optvq_model_reconstruct(m, x, B, H, W, gr, gi2));
     d = test_compare("reconstruction", gr, recon.data, optvq_array_numel(&recon));
     CHECK_MSG(d.nmse < 1e-8, "%s: reconstruction NMSE %.3g", dir, d.nmse);
     /* encode -> decode equals reconstruct, byte for byte */
@@ -81,12 +85,20 @@ static void check_case(const char *dir, optvq_model *m)
     free(gi);
     free(gi2);
 done:
-    optvq_array_free(&x);
     optvq_array_free(&z);
     optvq_array_free(&idx);
     optvq_array_free(&margin);
     optvq_array_free(&xq);
     optvq_array_free(&recon);
+}
+
+static void check_case(const char *dir, optvq_model *m)
+{
+    optvq_array x = {0};
+    if (load(dir, "x.npy", &x))
+        return;
+    check_outputs(dir, m, x.data, x.shape[0], x.shape[2], x.shape[3]);
+    optvq_array_free(&x);
 }
 
 static void check_loaded(const char *dir, const char *config, const char *weights)
@@ -190,4 +202,217 @@ TEST(model_f16_imagenet_parity)
     optvq_array_free(&recon);
     optvq_array_free(&z);
     optvq_model_free(m);
+}
+
+/* ---- every shipped config (configs/), tools/gen_model_ref.py's shipped cases ---- */
+
+/* configs/ beside tests/ref (the tests run from the repository root). */
+static const char *configs_path(const char *rel)
+{
+    static char p[512];
+    snprintf(p, sizeof p, "%s/../../%s", test_ref_dir(), rel);
+    return p;
+}
+
+/* det_fill weights, det_uniform("input") images of the shape of recon.npy. */
+static void check_det_case(const char *dir, const char *config)
+{
+    optvq_model *m = NULL;
+    CHECK_OK(optvq_model_create(config, 0, &m));
+    optvq_array recon = {0};
+    if (!m || load(dir, "recon.npy", &recon)) {
+        optvq_model_free(m);
+        return;
+    }
+    printf("  %s (%s, deterministic weights)\n", dir, config);
+    det_fill(m);
+    const int64_t B = recon.shape[0], C = recon.shape[1], H = recon.shape[2], W = recon.shape[3];
+    float *x = malloc((size_t)(B * C * H * W) * sizeof(float));
+    test_det_uniform(x, "input", B * C * H * W);
+    check_outputs(dir, m, x, B, H, W);
+    free(x);
+    optvq_array_free(&recon);
+    optvq_model_free(m);
+}
+
+TEST(model_shipped_plain_configs_parity)
+{
+    /* the plain-CNN configs at their full size, loaded from configs/ itself */
+    static const char *const cases[][2] = {{"mnist_optvq", "configs/mnist/optvq.yaml"},
+                                           {"mnist_vqbase", "configs/mnist/vqbase.yaml"},
+                                           {"cifar10_optvq", "configs/cifar10/optvq.yaml"},
+                                           {"cifar10_vqbase", "configs/cifar10/vqbase.yaml"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_det_case(cases[i][0], configs_path(cases[i][1]));
+}
+
+TEST(model_shipped_taming_configs_parity)
+{
+    /* reduced: ch 32, e_dim 64, 512 codes, smaller images; levels, attention
+     * level, heads, projection and quantizer class as in the shipped config */
+    static const char *const cases[] = {"f16_h8_small", "vqbase_f16_h4_small", "vqgan_small", "f32_h8_small"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char c[512];
+        snprintf(c, sizeof c, "%s/model/%s/config.yaml", test_ref_dir(), cases[i]);
+        check_det_case(cases[i], c);
+    }
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* "name:d0,d1\n" per tensor (model and quantizer), sorted, as shipped_line() in
+ * tools/gen_model_ref.py; the count of tensors and parameters alongside. */
+static char *structure_text(optvq_model *m, int *n_tensors, int64_t *n_params)
+{
+    nn_params *ps = model_params(m);
+    const optvq_quantizer_config *q = optvq_quantizer_get_config(optvq_model_quantizer(m));
+    const int64_t d = q->e_dim / q->num_head;
+    int n = ps->count + 1 + (q->use_proj ? 2 : 0);
+    char **lines = calloc((size_t)n, sizeof *lines);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        char buf[NN_PARAM_NAME_MAX + 128];
+        int len;
+        if (i < ps->count) {
+            const nn_param *p = &ps->items[i];
+            len = snprintf(buf, sizeof buf, "%s:", p->name);
+            for (int k = 0; k < p->ndim; k++)
+                len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%lld", k ? "," : "", (long long)p->shape[k]);
+            total += p->numel;
+        } else if (i == ps->count) {
+            len = snprintf(buf, sizeof buf, "quantize.embedding.weight:%lld,%lld", (long long)q->n_e, (long long)d);
+            total += q->n_e * d;
+        } else if (i == ps->count + 1) {
+            len = snprintf(buf, sizeof buf, "quantize.proj.weight:%lld,%lld", (long long)d, (long long)d);
+            total += d * d;
+        } else {
+            len = snprintf(buf, sizeof buf, "quantize.proj.bias:%lld", (long long)d);
+            total += d;
+        }
+        snprintf(buf + len, sizeof buf - (size_t)len, "\n");
+        lines[i] = strdup(buf);
+    }
+    qsort(lines, (size_t)n, sizeof *lines, cmp_str);
+    size_t size = 1;
+    for (int i = 0; i < n; i++)
+        size += strlen(lines[i]);
+    char *text = malloc(size);
+    text[0] = '\0';
+    for (int i = 0, at = 0; i < n; i++) {
+        strcpy(text + at, lines[i]);
+        at += (int)strlen(lines[i]);
+        free(lines[i]);
+    }
+    free(lines);
+    *n_tensors = n;
+    *n_params = total;
+    return text;
+}
+
+/* Does shipped.txt name configs/<sub>/<file> for every YAML file there? */
+static void check_every_config_listed(const char *listing)
+{
+    char root[512];
+    snprintf(root, sizeof root, "%s", configs_path("configs"));
+    DIR *top = opendir(root);
+    CHECK_MSG(top != NULL, "cannot list %s", root);
+    if (!top)
+        return;
+    int seen = 0;
+    struct dirent *e;
+    while ((e = readdir(top))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char sub[768];
+        snprintf(sub, sizeof sub, "%s/%s", root, e->d_name);
+        DIR *d = opendir(sub);
+        if (!d)
+            continue;
+        struct dirent *f;
+        while ((f = readdir(d))) {
+            size_t len = strlen(f->d_name);
+            if (len < 6 || strcmp(f->d_name + len - 5, ".yaml"))
+                continue;
+            char rel[768];
+            snprintf(rel, sizeof rel, "\nconfigs/%s/%s ", e->d_name, f->d_name);
+            CHECK_MSG(strstr(listing, rel) != NULL,
+                      "configs/%s/%s is not in tests/ref/model/shipped.txt (run tools/gen_model_ref.py "
+                      "tests/ref/model shipped)", e->d_name, f->d_name);
+            seen++;
+        }
+        closedir(d);
+    }
+    closedir(top);
+    printf("    %d configs in configs/, each listed\n", seen);
+    CHECK(seen > 0);
+}
+
+TEST(model_shipped_configs_structure)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/model/shipped.txt", test_ref_dir());
+    size_t size;
+    unsigned char *raw = read_bytes(path, &size);
+    CHECK_MSG(raw != NULL, "cannot read %s", path);
+    if (!raw)
+        return;
+    /* a leading newline so that every entry reads "\nconfigs/..." */
+    char *listing = malloc(size + 2);
+    listing[0] = '\n';
+    memcpy(listing + 1, raw, size);
+    listing[size + 1] = '\0';
+    free(raw);
+    check_every_config_listed(listing);
+    /* Configs with the same model section build the same model: build each
+     * distinct one once (the full ImageNet models are 70-100M parameters). */
+    enum { MAX_DISTINCT = 64 };
+    struct built {
+        model_config cfg;
+        int n_tensors;
+        int64_t n_params;
+        char hash[32];
+    } *built = calloc(MAX_DISTINCT, sizeof *built);
+    int n_built = 0, checked = 0;
+    for (char *line = strtok(listing + 1, "\n"); line; line = strtok(NULL, "\n")) {
+        char rel[256], hash[32];
+        int want_tensors;
+        long long want_params;
+        if (sscanf(line, "%255s %d %lld %31s", rel, &want_tensors, &want_params, hash) != 4) {
+            CHECK_MSG(0, "shipped.txt: bad line '%s'", line);
+            continue;
+        }
+        model_config cfg;
+        CHECK_OK(model_config_load(configs_path(rel), &cfg));
+        struct built *b = NULL;
+        for (int i = 0; i < n_built && !b; i++) {
+            const model_config *o = &built[i].cfg;
+            if (!memcmp(&o->encoder, &cfg.encoder, sizeof cfg.encoder) &&
+                !memcmp(&o->decoder, &cfg.decoder, sizeof cfg.decoder) && o->use_connector == cfg.use_connector &&
+                o->quantize.n_e == cfg.quantize.n_e && o->quantize.e_dim == cfg.quantize.e_dim &&
+                o->quantize.num_head == cfg.quantize.num_head && o->quantize.use_proj == cfg.quantize.use_proj)
+                b = &built[i];
+        }
+        if (!b && n_built < MAX_DISTINCT) {
+            optvq_model *m = NULL;
+            CHECK_OK(model_create_from_config(&cfg, 0, &m));
+            if (!m)
+                continue;
+            b = &built[n_built++];
+            b->cfg = cfg;
+            char *text = structure_text(m, &b->n_tensors, &b->n_params);
+            snprintf(b->hash, sizeof b->hash, "%016llx", (unsigned long long)test_fnv1a64(text));
+            free(text);
+            optvq_model_free(m);
+        }
+        if (!b)
+            continue;
+        printf("    %-40s %4d tensors %10lld parameters %s\n", rel, b->n_tensors, (long long)b->n_params, b->hash);
+        CHECK_MSG(b->n_tensors == want_tensors && b->n_params == want_params && !strcmp(b->hash, hash),
+                  "%s: PyTorch has %d tensors, %lld parameters, %s", rel, want_tensors, want_params, hash);
+        checked++;
+    }
+    printf("    %d configs, %d distinct models\n", checked, n_built);
+    CHECK(checked > 0);
+    free(built);
+    free(listing);
 }

@@ -53,7 +53,7 @@ static void expect_fail(const char *what, const char *path, optvq_status want)
 
 static void round_trip(optvq_dtype dt, int ndim, const int64_t *shape, const char *name)
 {
-    static const size_t size[] = {4, 8, 4, 8};
+    static const size_t size[] = {4, 8, 4, 8, 1};
     int64_t n = 1;
     for (int i = 0; i < ndim; i++)
         n *= shape[i];
@@ -65,6 +65,7 @@ static void round_trip(optvq_dtype dt, int ndim, const int64_t *shape, const cha
         case OPTVQ_F64: ((double *)data)[i] = (double)i * 1.0e-300 - 12345.678; break;
         case OPTVQ_I32: ((int32_t *)data)[i] = (int32_t)(i * 2654435761u); break;
         case OPTVQ_I64: ((int64_t *)data)[i] = (int64_t)i * -3037000493LL + INT64_MIN / 3; break;
+        case OPTVQ_U8: data[i] = (unsigned char)(i * 37 + 11); break;
         }
     }
     const char *path = tmp_path(name);
@@ -105,6 +106,7 @@ TEST(npy_round_trip_dtypes)
     round_trip(OPTVQ_F64, 1, s7, "f64.npy");
     round_trip(OPTVQ_I32, 4, s4d, "i32.npy");
     round_trip(OPTVQ_I64, 2, s23, "i64.npy");
+    round_trip(OPTVQ_U8, 4, s4d, "u8.npy");
     round_trip(OPTVQ_F32, 0, NULL, "scalar.npy"); /* shape () */
     round_trip(OPTVQ_F64, 2, s0, "empty.npy");    /* zero elements */
     const int64_t s8[OPTVQ_MAX_DIMS] = {1, 2, 1, 2, 1, 2, 1, 3};

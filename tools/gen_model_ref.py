@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reference outputs for the OptVQ models (design.md §2), written by our own
+"""Reference outputs for the OptVQ models (docs/behaviour.md §2), written by our own
 PyTorch transcription of the reference's VQModel, plain CNN and taming
 Encoder/Decoder.
 
@@ -20,7 +20,26 @@ The 'f16' case (the full ImageNet f16 h4 architecture at 256x256) ships no
 weights: every tensor is filled by det_fill(name) (a splitmix64 stream keyed by
 the tensor name), which the C test reproduces, so the repo carries only the
 outputs.
+
+Every shipped config (configs/*/*.yaml) is covered as well, with det_fill
+weights and det_uniform("input") images (so again only outputs are stored):
+  mnist_optvq, mnist_vqbase, cifar10_optvq, cifar10_vqbase
+                   the plain-CNN configs at their full size, built from the
+                   shipped file itself (the C test loads the same file)
+  f16_h8_small, vqbase_f16_h4_small, vqgan_small, f32_h8_small
+                   the taming configs reduced by reduce_taming(): ch 32,
+                   z_channels/e_dim 64, 512 codes and a smaller resolution,
+                   keeping the levels (ch_mult), the level that holds attention,
+                   num_res_blocks, the heads, use_proj and the quantizer class;
+                   config.yaml in the folder is the reduced config
+  shipped.txt      one line per shipped config at full size: path, tensor
+                   count, parameter count and fnv1a64 of the sorted
+                   "name:shape" lines of the PyTorch state dict
+
+    /usr/bin/python3 tools/gen_model_ref.py OUT_DIR CASE...   writes only those
+                                          cases ('shipped' for shipped.txt)
 """
+import glob
 import json
 import math
 import os
@@ -340,15 +359,16 @@ def save_npy(folder, name, t):
     np.save(os.path.join(folder, name), np.ascontiguousarray(a))
 
 
-def write_case(out, name, case, det=False, seed=0):
+def write_case(out, name, case, det=False, seed=0, with_config=True):
     folder = os.path.join(out, name)
     os.makedirs(folder, exist_ok=True)
     torch.manual_seed(seed)
     model = build(case).eval()
     if det:
         det_fill(model)
-    with open(os.path.join(folder, "config.yaml"), "w") as f:
-        f.write(yaml_config(case))
+    if with_config:
+        with open(os.path.join(folder, "config.yaml"), "w") as f:
+            f.write(yaml_config(case))
     B, C, R = case["batch"], case["channels"], case["res"]
     if det:
         x = torch.from_numpy(det_uniform("input", B * C * R * R)).view(B, C, R, R)
@@ -382,8 +402,112 @@ def write_case(out, name, case, det=False, seed=0):
           f"min tie margin {tie_margin(score).min().item():.2e}")
 
 
+# ---------------------------------------------------------------- shipped configs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_yaml(path):
+    import yaml  # python3-yaml; only needed for the shipped configs
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def case_from_config(cfg):
+    """The case dict of a reference-style config, built by target class name."""
+    node = cfg.get("model", cfg)
+    node = node.get("autoencoder", node)
+    assert node["target"].rsplit(".", 1)[-1] == "VQModel", node["target"]
+    p = node["params"]
+    assert p.get("use_connector", True), "the reference models here all use the connectors"
+    enc, dec = p["encoder"], p["decoder"]
+    ecls, dcls = enc["target"].rsplit(".", 1)[-1], dec["target"].rsplit(".", 1)[-1]
+    qcls = p["quantize"]["target"].rsplit(".", 1)[-1]
+    assert qcls in ("VectorQuantizerSinkhorn", "VectorQuantizer"), qcls
+    q = {k: v for k, v in p["quantize"]["params"].items() if v is not None}
+    q.setdefault("num_head", 1)
+    q.setdefault("use_proj", True)
+    q.setdefault("beta", 1.0)
+    case = {"sinkhorn": qcls == "VectorQuantizerSinkhorn", "quantize": q}
+    if ecls == "PlainCNNEncoder":
+        assert dcls == "PlainCNNDecoder", dcls
+        case.update(arch="plain", channels=enc["params"].get("in_dim", 3), res=32)
+        assert dec["params"].get("out_dim", 3) == case["channels"]
+    else:
+        assert (ecls, dcls) == ("Encoder", "Decoder"), (ecls, dcls)
+        assert enc["params"] == dec["params"], "the shipped configs give encoder and decoder the same params"
+        t = dict(enc["params"])
+        case.update(arch="taming", channels=t["in_channels"], res=t["resolution"], taming=t)
+    return case
+
+
+def reduce_taming(case, res):
+    """The same structure at resolution `res`: ch 32, z_channels/e_dim 64, 512
+    codes; attention stays at the same level (its resolution scales with res)."""
+    t = dict(case["taming"])
+    scale = t["resolution"] // res
+    assert scale * res == t["resolution"] and all(a % scale == 0 for a in t["attn_resolutions"])
+    t.update(ch=32, z_channels=64, resolution=res, attn_resolutions=[a // scale for a in t["attn_resolutions"]])
+    q = dict(case["quantize"], n_e=512, e_dim=64)
+    return dict(case, taming=t, quantize=q, res=res)
+
+
+def state_dict_shapes(model):
+    return {k: list(v.shape) for k, v in model.state_dict().items()}
+
+
+def shipped_line(rel):
+    case = case_from_config(load_yaml(os.path.join(REPO, rel)))
+    with torch.no_grad():
+        shapes = state_dict_shapes(build(case))
+    text = "".join(f"{k}:{','.join(str(d) for d in shapes[k])}\n" for k in sorted(shapes))
+    n_params = sum(math.prod(v) for v in shapes.values())
+    return f"{rel} {len(shapes)} {n_params} {fnv1a64(text):016x}"
+
+
+def write_shipped_txt(out):
+    lines = [shipped_line(rel) for rel in shipped_configs()]
+    with open(os.path.join(out, "shipped.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def shipped_configs():
+    return sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "configs", "*", "*.yaml")))
+
+
+# full-size plain-CNN configs: case name -> shipped file
+SHIPPED_PLAIN = {"mnist_optvq": "configs/mnist/optvq.yaml", "mnist_vqbase": "configs/mnist/vqbase.yaml",
+                 "cifar10_optvq": "configs/cifar10/optvq.yaml", "cifar10_vqbase": "configs/cifar10/vqbase.yaml"}
+# reduced taming configs: case name -> (shipped file, resolution, batch)
+SHIPPED_TAMING = {"f16_h8_small": ("configs/imagenet/optvq_256_f16_h8.yaml", 64, 1),
+                  "vqbase_f16_h4_small": ("configs/imagenet/vqbase_256_f16_h4.yaml", 64, 1),
+                  "vqgan_small": ("configs/imagenet/vqgan.yaml", 64, 1),
+                  "f32_h8_small": ("configs/imagenet/optvq_256_f32_h8.yaml", 128, 1)}
+
+
+def write_shipped_case(out, name):
+    if name in SHIPPED_PLAIN:
+        case = case_from_config(load_yaml(os.path.join(REPO, SHIPPED_PLAIN[name])))
+        case["batch"] = 2
+        write_case(out, name, case, det=True, with_config=False)
+    else:
+        rel, res, batch = SHIPPED_TAMING[name]
+        case = reduce_taming(case_from_config(load_yaml(os.path.join(REPO, rel))), res)
+        case["batch"] = batch
+        write_case(out, name, case, det=True)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "tests/ref/model"
+    only = sys.argv[2:]
+    if only:
+        for name in only:
+            if name == "shipped":
+                write_shipped_txt(out)
+            else:
+                write_shipped_case(out, name)
+        return
     plain_q = {"n_e": 64, "e_dim": 8, "beta": 0.25, "use_proj": True, "epsilon": 10, "n_iters": 5,
                "normalize_mode": "all", "use_prob": False, "num_head": 4, "loss_q_type": "l2"}
     write_case(out, "plain", {"arch": "plain", "channels": 1, "batch": 3, "res": 32, "sinkhorn": True,
@@ -403,6 +527,9 @@ def main():
           "normalize_mode": "all", "use_prob": False, "num_head": 4, "loss_q_type": "l2"}
     write_case(out, "f16", {"arch": "taming", "channels": 3, "batch": 1, "res": 256, "sinkhorn": True,
                             "taming": f16, "quantize": fq}, det=True)
+    for name in list(SHIPPED_PLAIN) + list(SHIPPED_TAMING):
+        write_shipped_case(out, name)
+    write_shipped_txt(out)
 
 
 if __name__ == "__main__":

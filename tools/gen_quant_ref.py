@@ -5,7 +5,7 @@ Run with Debian's interpreter, which has python3-torch 1.13:
 
     /usr/bin/python3 tools/gen_quant_ref.py [--out tests/ref/quant] [--verify quantizer.py]
 
-The quantizer of design.md section 1 is written out below in PyTorch, mirroring
+The quantizer of docs/behaviour.md §1 is written out below in PyTorch, mirroring
 the reference quantizer (zbr17/OptVQ, src/optvq/models/quantizer.py) operation
 by operation: torch.cdist distances, the normalisation modes, Sinkhorn-Knopp on
 the transposed (n_e, N) matrix in float32 with the reference's order of
@@ -72,7 +72,7 @@ FLT_MIN = float(np.finfo(np.float32).tiny)
 # --------------------------------------------------------------------------- #
 
 def normalize_cost(dist, code_dim, mode):
-    """Step 4 of design.md: rescale the distance matrix before Sinkhorn."""
+    """Step 4 of docs/behaviour.md §1: rescale the distance matrix before Sinkhorn."""
     if mode == "all":
         z = (dist - dist.mean()) / (dist.std() + 1e-6)  # unbiased std
         return z - z.min()

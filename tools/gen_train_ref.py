@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A few optimizer steps of the reference training recipe (design.md §3) on
+"""A few optimizer steps of the reference training recipe (docs/behaviour.md §3) on
 OptVQ models, for tests/test_train.c.
 
     /usr/bin/python3 tools/gen_train_ref.py [plain|taming|all] [OUT_ROOT]

@@ -2,6 +2,7 @@
  * float32 safetensors. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/util.h"
 #include "io/weights.h"
 #include "optvq/optvq.h"
 
@@ -99,6 +100,12 @@ int cmd_convert(int argc, char **argv)
     }
     const char *in = pos[0], *out = pos[1];
     const int model_only = cli_get(opts, "model-only") != NULL, list = cli_get(opts, "list") != NULL;
+    if (!cli_ends_with(out, ".safetensors")) {
+        fprintf(stderr, "optvq %s: %s: the output is a safetensors file: name it OUT.safetensors\n", CMD, out);
+        return 2;
+    }
+    if (cli_prepare_output(CMD, out, 0))
+        return 1;
 
     optvq_weights *w = NULL, *sel = NULL;
     int rc = 1;

@@ -52,6 +52,10 @@ static const char demo_help[] =
     "    DIR/reconstructions.png           originals, vanilla VQ, OptVQ\n"
     "    DIR/report.md                     the report\n"
     "\n"
+    "EXAMPLES\n"
+    "    optvq demo                     # about six minutes; out/demo/report.md\n"
+    "    optvq demo --epochs 10 --limit 60000 --out demo-long\n"
+    "\n"
     "EXIT STATUS\n"
     "    0 success, 1 runtime failure, 2 usage error.\n";
 
@@ -148,7 +152,7 @@ static int charts(const char *out, const train_summary *s)
             ps[k][i] = s[k].psnr[i];
     }
     /* codes used by each step's batch */
-    int steps = (int)(s[0].steps < TRAIN_MAX_STEPS ? s[0].steps : TRAIN_MAX_STEPS);
+    int steps = (int)(s[0].step_usage_count < s[1].step_usage_count ? s[0].step_usage_count : s[1].step_usage_count);
     double *sx = malloc((size_t)(steps ? steps : 1) * sizeof(double));
     double *su0 = malloc((size_t)(steps ? steps : 1) * sizeof(double)), *su1 = malloc((size_t)(steps ? steps : 1) * sizeof(double));
     if (!sx || !su0 || !su1) {
@@ -207,7 +211,7 @@ static int report(const char *out, const train_summary *s, const train_options *
                "1 head of dimension 8, cross-entropy quantizer loss (the reference's vqbase config).\n\n"
                "Schedule: %lld epochs of %lld training images, batch %lld, learning rate %g per sample "
                "(the reference trains 100 epochs of 60000 at 4.5e-6). Held-out: %lld test images.\n\n",
-            (long long)n, (long long)s[1].train_images, (long long)o->batch_size, o->lr, (long long)s[1].val_images);
+            (long long)n, (long long)s[1].train_images, (long long)o->run.batch_size, o->run.lr, (long long)s[1].val_images);
     fprintf(f, "| model | epochs | time | codes used (last epoch, train) | held-out codes used | held-out "
                "perplexity | PSNR | SSIM |\n|---|---|---|---|---|---|---|---|\n");
     for (int k = 0; k < 2; k++)
@@ -281,16 +285,18 @@ int cmd_demo(int argc, char **argv)
                k ? "OptVQ" : "the vanilla-VQ baseline", (long long)epochs, (long long)limit);
         fflush(stdout);
         memset(&o, 0, sizeof o);
-        o.config = cfg[k];
-        o.out = run_dir[k];
-        o.data = "fashion-mnist";
-        o.epochs = epochs;
-        o.batch_size = batch;
-        o.seed = 42;
-        o.limit = limit;
-        o.val_limit = quick ? 128 : 1000;
-        o.lr = lr;
-        o.threads = (int)threads;
+        optvq_train_options_default(&o.run);
+        o.run.config = cfg[k];
+        o.run.out = run_dir[k];
+        o.run.data = "fashion-mnist";
+        o.run.epochs = epochs;
+        o.run.batch_size = batch;
+        o.run.seed = 42;
+        o.run.limit = limit;
+        o.run.val_limit = quick ? 128 : 1000;
+        o.run.lr = lr;
+        o.run.threads = (int)threads;
+        o.run.force = 1; /* a demo run starts over */
         o.progress = stdout;
         o.label = names[k];
         rc = train_run(&o, &sum[k]);
@@ -304,6 +310,8 @@ int cmd_demo(int argc, char **argv)
                    100.0 * sum[k].usage[sum[k].epochs - 1], 100.0 * sum[k].val_usage, sum[k].psnr[sum[k].epochs - 1],
                    sum[k].ssim[sum[k].epochs - 1], sum[k].seconds);
     }
+    train_summary_free(&sum[0]);
+    train_summary_free(&sum[1]);
     free(sum);
     return rc;
 }

@@ -3,6 +3,7 @@
  * them, see src/eval/metrics.h; codebook usage over the whole set). */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/perceptual.h"
 #include "cli/util.h"
 #include "core/atomic_file.h"
 #include "eval/eval_model.h"
@@ -23,44 +24,80 @@
 #define EVAL_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 
 static const char *const HELP =
-    "usage: optvq eval --model M --data D [--assign sinkhorn|nearest] [--json OUT]\n"
-    "                  [--batch-size N] [--limit N] [--threads T]\n"
+    "NAME\n"
+    "    optvq eval - a model's reconstruction quality and codebook usage on a data set\n"
     "\n"
-    "Reconstructs every image of D and reports PSNR, SSIM, codebook usage,\n"
-    "perplexity, dead codes and the mean quantization error: a table on stdout\n"
-    "and, with --json, the same as a JSON object.\n"
+    "SYNOPSIS\n"
+    "    optvq eval MODEL --data D [--assign sinkhorn|nearest] [--json OUT.json]\n"
+    "               [--lpips ALEX[,HEADS]] [--fid-weights W]\n"
+    "               [--batch-size N] [--limit N] [--threads T]\n"
     "\n"
-    "model (one of):\n"
-    "  --model DIR            a folder with config.json + model.safetensors\n"
-    "  --config CFG --weights FILE\n"
-    "                         a YAML (reference) or JSON config, and .safetensors or .pth weights\n"
-    "data (--data D):\n"
-    "  fashion-mnist          the Fashion-MNIST test set (10,000 images) of the Debian\n"
-    "                         package dataset-fashion-mnist; fashion-mnist:train for the\n"
-    "                         training set; or the path of an IDX images file (.gz or not).\n"
-    "                         The reference's plain preprocessing (bilinear to the\n"
-    "                         model's resolution, 32).\n"
-    "  FOLDER                 PNG/JPEG images (sorted by name; a single file works too):\n"
-    "                         resized on the short side and centre-cropped to the model's\n"
-    "                         resolution (the reference's validation preprocessing)\n"
-    "  FILE.npy               images (B, C, H, W) in [-1, 1], used as they are\n"
-    "options:\n"
-    "  --assign sinkhorn|nearest  assignment (default: the config's quantizer; Sinkhorn\n"
-    "                         runs over each batch, so its codes depend on --batch-size)\n"
-    "  --batch-size N         images per batch (default: the reference's test batch,\n"
-    "                         1024 for the plain CNN configs, 8 for the taming ones)\n"
-    "  --limit N              evaluate only the first N images\n"
-    "  --json OUT             also write the results to OUT (JSON, written atomically)\n"
-    "  --threads T            threads (default: all cores)\n"
+    "DESCRIPTION\n"
+    "    Reconstructs every image of D and reports PSNR, SSIM, codebook usage,\n"
+    "    perplexity, dead codes and the mean quantization error, and LPIPS and rFID\n"
+    "    when their weights are given: a table on stdout and, with --json, the same\n"
+    "    as a JSON object. A metric that is not computed is reported as skipped,\n"
+    "    with the reason.\n"
     "\n"
-    "Metrics (per image, then the mean; originals (x + 1) / 2, reconstructions\n"
-    "(x + 1) / 2 clamped to [0, 1]):\n"
-    "  PSNR  on the Y of BT.601 YCbCr (grey: the pixel values), 10 log10(1 / (mse + 1e-8))\n"
-    "  SSIM  on the Y of YIQ rounded to 0..255, 11x11 Gaussian window (sigma 1.5),\n"
-    "        no padding, contrast-structure term clipped at 0 (pyiqa's SSIM)\n"
-    "  usage codes chosen at least once over all tokens of the set / n_e;\n"
-    "        perplexity exp(entropy of the code histogram); dead codes never chosen\n"
-    "  quant error  mean over elements of (z - x_q)^2, z the quantizer input\n";
+    "MODEL (one of)\n"
+    "    --model DIR       a folder with config.json + model.safetensors\n"
+    "    --config CFG --weights FILE\n"
+    "                      a YAML (reference) or JSON config, and .safetensors or\n"
+    "                      .pth weights\n"
+    "    --config CFG --init-random SEED\n"
+    "                      a config with random weights (PyTorch's default init)\n"
+    "\n"
+    "DATA (--data D)\n"
+    "    fashion-mnist     the Fashion-MNIST test set (10,000 images) of the Debian\n"
+    "                      package dataset-fashion-mnist; fashion-mnist:train for the\n"
+    "                      training set; or the path of an IDX images file (.gz or\n"
+    "                      not). The reference's plain preprocessing (bilinear to the\n"
+    "                      model's resolution, 32).\n"
+    "    FOLDER            PNG/JPEG images (sorted by name; a single file works too):\n"
+    "                      resized on the short side and centre-cropped to the\n"
+    "                      model's resolution (the reference's validation\n"
+    "                      preprocessing)\n"
+    "    FILE.npy          images (B, C, H, W) in [-1, 1], used as they are\n"
+    "\n"
+    "OPTIONS\n"
+    "    --assign sinkhorn|nearest\n"
+    "                      assignment (default: the config's quantizer; Sinkhorn\n"
+    "                      runs over each batch, so its codes depend on --batch-size)\n"
+    "    --batch-size N    images per batch (default: the reference's test batch,\n"
+    "                      1024 for the plain CNN configs, 8 for the taming ones)\n"
+    "    --limit N         evaluate only the first N images (default: all)\n"
+    "    --json OUT.json   also write the results to OUT.json (written atomically;\n"
+    "                      missing folders above it are created)\n"
+    "    --lpips ALEX[,HEADS]\n"
+    "                      LPIPS (AlexNet, v0.1, as pyiqa): torchvision's\n"
+    "                      alexnet-owt-7be5be79.pth and lpips's weights/v0.1/alex.pth\n"
+    "                      (= pyiqa's LPIPS_v0.1_alex-*.pth), or one file holding a\n"
+    "                      whole LPIPS state dict; images need 31x31 or more\n"
+    "    --fid-weights W   rFID (pytorch-fid): pt_inception-2015-12-05-6726825d.pth\n"
+    "    --threads T       threads (default 0: all cores)\n"
+    "    --help            this text\n"
+    "\n"
+    "METRICS (per image, then the mean; originals (x + 1) / 2, reconstructions\n"
+    "(x + 1) / 2 clamped to [0, 1])\n"
+    "    PSNR  on the Y of BT.601 YCbCr (grey: the pixel values),\n"
+    "          10 log10(1 / (mse + 1e-8))\n"
+    "    SSIM  on the Y of YIQ rounded to 0..255, 11x11 Gaussian window (sigma\n"
+    "          1.5), no padding, contrast-structure term clipped at 0 (pyiqa's SSIM)\n"
+    "    usage codes chosen at least once over all tokens of the set / n_e;\n"
+    "          perplexity exp(entropy of the code histogram); dead codes never\n"
+    "          chosen\n"
+    "    quant error  mean over elements of (z - x_q)^2, z the quantizer input\n"
+    "    LPIPS per image, AlexNet v0.1 (pyiqa's create_metric(\"lpips\")); grey as RGB\n"
+    "    rFID  pytorch-fid's FID between the originals and the reconstructions over\n"
+    "          the whole set (InceptionV3 pool features at 299x299; grey as RGB)\n"
+    "\n"
+    "EXAMPLES\n"
+    "    optvq eval --model runs/optvq --data fashion-mnist\n"
+    "    optvq eval --model optvq-16x16x4 --data val_images/ --json val.json\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success, 1 runtime failure (a bad model or data file, named in a\n"
+    "    one-line message), 2 usage error.\n";
 
 /* ---- the data: images in [-1, 1], filled a batch at a time ---- */
 
@@ -223,6 +260,8 @@ typedef struct results {
     metrics_acc acc;
     optvq_usage usage;
     double quant_error, seconds;
+    double lpips, fid; /* NaN: skipped (the reasons are in perc) */
+    const cli_perceptual *perc;
 } results;
 
 static void print_table(const results *r)
@@ -237,6 +276,14 @@ static void print_table(const results *r)
            r->acc.psnr_max, r->c == 3 ? "Y of BT.601 YCbCr" : "grey values");
     printf("  SSIM         %.6f    (min %.4f, max %.4f; %s, 11x11 Gaussian)\n", metrics_acc_ssim(&r->acc),
            r->acc.ssim_min, r->acc.ssim_max, r->c == 3 ? "Y of YIQ" : "grey");
+    if (isfinite(r->lpips))
+        printf("  LPIPS        %.6f    (AlexNet, v0.1)\n", r->lpips);
+    else
+        printf("  LPIPS        skipped: %s\n", r->perc->lpips_skip);
+    if (isfinite(r->fid))
+        printf("  rFID         %.4f     (InceptionV3 pool features, %lld images)\n", r->fid, (long long)r->images);
+    else
+        printf("  rFID         skipped: %s\n", r->perc->fid_skip);
     printf("  codes used   %lld / %lld (%.2f%%) over %lld tokens\n", (long long)r->usage.codes_used,
            (long long)r->usage.n_e, 100.0 * r->usage.fraction_used, (long long)r->tokens);
     printf("  perplexity   %.2f\n", r->usage.perplexity);
@@ -267,6 +314,20 @@ static int write_json(const results *r, const char *path)
     cJSON_AddNumberToObject(o, "ssim", metrics_acc_ssim(&r->acc));
     cJSON_AddNumberToObject(o, "ssim_min", r->acc.ssim_min);
     cJSON_AddNumberToObject(o, "ssim_max", r->acc.ssim_max);
+    cJSON *skipped = cJSON_CreateObject();
+    if (isfinite(r->lpips)) {
+        cJSON_AddNumberToObject(o, "lpips", r->lpips);
+    } else {
+        cJSON_AddNullToObject(o, "lpips");
+        cJSON_AddStringToObject(skipped, "lpips", r->perc->lpips_skip);
+    }
+    if (isfinite(r->fid)) {
+        cJSON_AddNumberToObject(o, "fid", r->fid);
+    } else {
+        cJSON_AddNullToObject(o, "fid");
+        cJSON_AddStringToObject(skipped, "fid", r->perc->fid_skip);
+    }
+    cJSON_AddItemToObject(o, "skipped", skipped);
     cJSON_AddNumberToObject(o, "n_e", (double)r->usage.n_e);
     cJSON_AddNumberToObject(o, "codes_used", (double)r->usage.codes_used);
     cJSON_AddNumberToObject(o, "usage", r->usage.fraction_used);
@@ -302,7 +363,8 @@ int cmd_eval(int argc, char **argv)
 {
     cli_opt opts[] = {{"model", 1, 0}, {"config", 1, 0}, {"weights", 1, 0}, {"data", 1, 0},
                       {"assign", 1, 0}, {"json", 1, 0},   {"batch-size", 1, 0}, {"limit", 1, 0},
-                      {"threads", 1, 0}, {0, 0, 0}};
+                      {"threads", 1, 0}, {"init-random", 1, 0},
+                      {"lpips", 1, 0}, {"fid-weights", 1, 0}, {0, 0, 0}};
     int pr = cli_parse("eval", argc, argv, opts);
     if (pr == 1) {
         fputs(HELP, stdout);
@@ -312,26 +374,36 @@ int cmd_eval(int argc, char **argv)
         return 2;
     const char *dir = cli_get(opts, "model"), *cfg = cli_get(opts, "config"), *wts = cli_get(opts, "weights");
     const char *data = cli_get(opts, "data"), *json = cli_get(opts, "json");
-    if (!dir == !cfg || (cfg && !wts) || (dir && wts)) {
-        fprintf(stderr, "optvq eval: give --model DIR, or --config CFG with --weights FILE\n");
+    const char *init = cli_get(opts, "init-random");
+    if (!dir == !cfg || (cfg && !wts == !init) || (dir && (wts || init))) {
+        fprintf(stderr, "optvq eval: give --model DIR, or --config CFG with --weights FILE or --init-random SEED\n");
         return 2;
     }
     if (!data) {
         fprintf(stderr, "optvq eval: --data is required (see --help)\n");
         return 2;
     }
+    if (json && !cli_ends_with(json, ".json")) {
+        fprintf(stderr, "optvq eval: --json %s: name the file OUT.json\n", json);
+        return 2;
+    }
+    if (json && cli_prepare_output("eval", json, 0))
+        return 1;
     static const char *const assigns[] = {"sinkhorn", "nearest", NULL};
     int assign = -1;
-    int64_t threads = 0, batch_size = 0, limit = 0;
+    int64_t threads = 0, batch_size = 0, limit = 0, seed = 0;
     if (cli_get_choice("eval", opts, "assign", assigns, &assign) ||
         cli_get_int("eval", opts, "threads", 0, 4096, &threads) ||
         cli_get_int("eval", opts, "batch-size", 1, 1 << 20, &batch_size) ||
-        cli_get_int("eval", opts, "limit", 1, INT64_MAX, &limit))
+        cli_get_int("eval", opts, "limit", 1, INT64_MAX, &limit) ||
+        cli_get_int("eval", opts, "init-random", 0, INT64_MAX, &seed))
         return 2;
     optvq_set_num_threads((int)threads);
 
     optvq_model *m = NULL;
-    if (optvq_model_load(dir ? dir : cfg, dir ? NULL : wts, &m) != OPTVQ_OK) {
+    optvq_status st = init ? optvq_model_create(cfg, (uint64_t)seed, &m)
+                           : optvq_model_load(dir ? dir : cfg, dir ? NULL : wts, &m);
+    if (st != OPTVQ_OK) {
         fprintf(stderr, "optvq eval: %s\n", optvq_last_error());
         return 1;
     }
@@ -344,6 +416,14 @@ int cmd_eval(int argc, char **argv)
 
     int rc = 1;
     source src;
+    memset(&src, 0, sizeof src);
+    cli_perceptual perc;
+    float *unit0 = NULL, *unit1 = NULL; /* [0, 1] images for LPIPS / rFID */
+    if (cli_perceptual_open(&perc, "eval", cli_get(opts, "lpips"), cli_get(opts, "fid-weights"))) {
+        optvq_model_free(m);
+        return 1;
+    }
+    const int want_perc = perc.lpips || perc.fid;
     float *imgs = NULL, *recon = NULL;
     int64_t *tokens = NULL, *hist = NULL;
     double *psnr = NULL, *ssim = NULL;
@@ -375,7 +455,11 @@ int cmd_eval(int argc, char **argv)
     hist = calloc((size_t)info.n_e, sizeof(int64_t));
     psnr = malloc((size_t)batch_size * sizeof(double));
     ssim = malloc((size_t)batch_size * sizeof(double));
-    if (!imgs || !recon || !tokens || !hist || !psnr || !ssim) {
+    if (want_perc) {
+        unit0 = malloc((size_t)(batch_size * per) * sizeof(float));
+        unit1 = malloc((size_t)(batch_size * per) * sizeof(float));
+    }
+    if (!imgs || !recon || !tokens || !hist || !psnr || !ssim || (want_perc && (!unit0 || !unit1))) {
         fprintf(stderr, "optvq eval: out of memory for a batch of %lld images\n", (long long)batch_size);
         goto done;
     }
@@ -404,6 +488,12 @@ int cmd_eval(int argc, char **argv)
                     optvq_last_error());
             goto done;
         }
+        if (want_perc) { /* the reference's (x + 1) / 2, clamped, as for PSNR / SSIM */
+            metrics_recover(imgs, n * per, unit0);
+            metrics_recover(recon, n * per, unit1);
+            if (cli_perceptual_add(&perc, "eval", unit0, unit1, n, (int)src.c, src.h, src.w, NULL))
+                goto done;
+        }
         sq_sum += sq;
         sq_count += cnt;
         for (int64_t k = 0; k < n * per_tok; k++) {
@@ -425,9 +515,17 @@ int cmd_eval(int argc, char **argv)
         fprintf(stderr, "optvq eval: %s\n", optvq_last_error());
         goto done;
     }
+    r.perc = &perc;
+    if (cli_perceptual_finish(&perc, "eval", &r.lpips, &r.fid))
+        goto done;
     print_table(&r);
     rc = json ? write_json(&r, json) : 0;
+    if (json && !rc)
+        printf("optvq eval: wrote %s\n", json);
 done:
+    cli_perceptual_free(&perc);
+    free(unit0);
+    free(unit1);
     free(imgs);
     free(recon);
     free(tokens);

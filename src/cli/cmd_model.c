@@ -1,4 +1,9 @@
-/* optvq encode / decode / reconstruct / info: image tokenization with a model. */
+/* optvq encode / decode / reconstruct / info: image tokenization with a model.
+ *
+ * Inputs stream: a folder is read batch by batch, each batch goes through the
+ * model and, for a folder output, is written before the next is read, so the
+ * memory does not grow with the folder and an interrupted run keeps what it
+ * wrote. Outputs follow one rule for every command (cli_output_kind). */
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/util.h"
@@ -6,30 +11,69 @@
 #include "optvq/optvq.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-static const char *const MODEL_OPTIONS =
-    "model (one of):\n"
-    "  --model DIR            a folder with config.json + model.safetensors (Hugging Face layout)\n"
-    "  --config CFG --weights FILE\n"
-    "                         a YAML (reference) or JSON config, and .safetensors or .pth weights\n"
-    "options:\n"
-    "  --assign sinkhorn|nearest  assignment at inference (default: the config's quantizer;\n"
-    "                         Sinkhorn runs over each batch, nearest is per image)\n"
-    "  --batch-size N         images per batch (default 8)\n"
-    "  --threads T            threads (default: all cores)\n";
+/* ---- help ---------------------------------------------------------------- */
 
-static const char *const IMAGE_NOTE =
-    "Images: a PNG/JPEG file, a folder of them (sorted by name), or a .npy array\n"
-    "(B, C, H, W) in [-1, 1]. Image files are resized on the short side and centre-\n"
-    "cropped to the model's resolution (the reference's validation preprocessing)\n"
-    "and mapped to [-1, 1]. Outputs: a .npy file, a .png file (one image), or a\n"
-    "folder that receives NAME.png per image.\n";
+static const char *const HELP_MODEL =
+    "MODEL (one of)\n"
+    "    --model DIR       a folder with config.json + model.safetensors (the Hugging\n"
+    "                      Face layout: a downloaded checkpoint, or an 'optvq train'\n"
+    "                      run folder)\n"
+    "    --config CFG --weights FILE\n"
+    "                      a YAML (reference) or JSON config, and .safetensors or\n"
+    "                      .pth/.ckpt weights\n"
+    "    --config CFG --init-random SEED\n"
+    "                      a config with random weights (PyTorch's default init from\n"
+    "                      SEED), to inspect or time an architecture without weights\n";
+
+static const char *const HELP_RUN_OPTIONS =
+    "    --assign sinkhorn|nearest\n"
+    "                      assignment (default: the config's quantizer). Sinkhorn\n"
+    "                      runs over each batch, so a token can depend on the other\n"
+    "                      images of its batch; nearest is per image\n"
+    "    --batch-size N    images per batch (default 8)\n"
+    "    --threads T       threads (default 0: all cores)\n";
+
+static const char *const HELP_IMAGES =
+    "IMAGES\n"
+    "    IN is a PNG/JPEG file, a folder of them (sorted by name), or a .npy array\n"
+    "    (B, C, H, W): float32/float64 in [-1, 1], or uint8 0..255 (mapped as\n"
+    "    (x/255 - 0.5)/0.5). Image files get the reference's validation\n"
+    "    preprocessing: the short side resized to the model's resolution\n"
+    "    (bilinear), a centre crop, then (x/255 - 0.5)/0.5. Colour files given to\n"
+    "    a 1-channel model are turned to grey (and grey files replicated for a\n"
+    "    3-channel one); a note says so.\n";
+
+static const char *const HELP_OUTPUTS =
+    "OUTPUTS\n"
+    "    The name says what is written: NAME.npy an array; NAME.png, NAME.jpg or\n"
+    "    NAME.jpeg one image; an existing folder, or a name ending in '/', a folder\n"
+    "    (created) that receives one file per input image, named after it. Missing\n"
+    "    folders above an output are created. Anything else is a usage error.\n"
+    "    Files appear complete or not at all; when one output of a command fails,\n"
+    "    the others it wrote are removed. A folder output is written as the\n"
+    "    images go, so an interrupted run keeps the images already done.\n";
+
+static const char *const HELP_EXIT =
+    "EXIT STATUS\n"
+    "    0 success, 1 runtime failure (a bad input file, named in a one-line\n"
+    "    message; with --keep-going: some inputs were skipped), 2 usage error.\n";
+
+static void print_help(const char *name, const char *synopsis, const char *description, const char *options,
+                       int with_run_options, int with_images, const char *examples)
+{
+    printf("NAME\n    optvq %s\n\nSYNOPSIS\n%s\nDESCRIPTION\n%s\n%s\nOPTIONS\n%s%s    --help            this text\n\n",
+           name, synopsis, description, HELP_MODEL, options, with_run_options ? HELP_RUN_OPTIONS : "");
+    if (with_images)
+        printf("%s\n%s\n", HELP_IMAGES, HELP_OUTPUTS);
+    printf("EXAMPLES\n%s\n%s", examples, HELP_EXIT);
+}
+
+/* ---- the model ------------------------------------------------------------ */
 
 typedef struct model_cli {
     const char *cmd;
@@ -41,20 +85,26 @@ typedef struct model_cli {
 static int open_model(model_cli *mc, const cli_opt *opts)
 {
     const char *dir = cli_get(opts, "model"), *cfg = cli_get(opts, "config"), *w = cli_get(opts, "weights");
-    if (!dir == !cfg || (cfg && !w) || (dir && w)) {
-        fprintf(stderr, "optvq %s: give --model DIR, or --config CFG with --weights FILE\n", mc->cmd);
+    const char *init = cli_get(opts, "init-random");
+    /* exactly one of: --model DIR, --config + --weights, --config + --init-random */
+    if (!dir == !cfg || (cfg && !w == !init) || (dir && (w || init))) {
+        fprintf(stderr, "optvq %s: give --model DIR, or --config CFG with --weights FILE or --init-random SEED\n",
+                mc->cmd);
         return 2;
     }
     static const char *const assigns[] = {"sinkhorn", "nearest", NULL};
     int assign = -1;
-    int64_t threads = 0;
+    int64_t threads = 0, seed = 0;
     mc->batch_size = 8;
     if (cli_get_choice(mc->cmd, opts, "assign", assigns, &assign) ||
         cli_get_int(mc->cmd, opts, "threads", 0, 4096, &threads) ||
-        cli_get_int(mc->cmd, opts, "batch-size", 1, 1 << 20, &mc->batch_size))
+        cli_get_int(mc->cmd, opts, "batch-size", 1, 1 << 20, &mc->batch_size) ||
+        cli_get_int(mc->cmd, opts, "init-random", 0, INT64_MAX, &seed))
         return 2;
     optvq_set_num_threads((int)threads);
-    if (optvq_model_load(dir ? dir : cfg, dir ? NULL : w, &mc->model) != OPTVQ_OK) {
+    optvq_status st = init ? optvq_model_create(cfg, (uint64_t)seed, &mc->model)
+                           : optvq_model_load(dir ? dir : cfg, dir ? NULL : w, &mc->model);
+    if (st != OPTVQ_OK) {
         fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
         return 1;
     }
@@ -64,21 +114,36 @@ static int open_model(model_cli *mc, const cli_opt *opts)
     return 0;
 }
 
-/* Images (B, C, H, W) in [-1, 1] from a .npy, an image file or a folder. */
-typedef struct images {
-    float *data;
-    int64_t b, c, h, w;
-    char **names; /* base names without extension (NULL for .npy) */
-} images;
-
-static void images_free(images *im)
+static void format_shape(char *buf, size_t size, const optvq_array *a)
 {
-    free(im->data);
-    if (im->names)
-        for (int64_t i = 0; i < im->b; i++)
-            free(im->names[i]);
-    free(im->names);
-    memset(im, 0, sizeof *im);
+    size_t len = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < a->ndim && len < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? ", " : "", (long long)a->shape[i]);
+    if (len < size)
+        snprintf(buf + len, size - len, a->ndim == 1 ? ",)" : ")");
+}
+
+/* ---- streamed image input ------------------------------------------------- */
+
+/* Images (C, H, W) in [-1, 1], one batch at a time, from a .npy array, an
+ * image file or a folder of them. */
+typedef struct image_source {
+    const char *in;
+    optvq_array array; /* .npy input (float32 after conversion) */
+    int is_npy;
+    char **paths; /* folder listing (NULL for one file) */
+    char *single[1];
+    int64_t count, next, skipped;
+    int64_t c, h, w;
+    int keep_going, noted_conversion;
+} image_source;
+
+static void source_close(image_source *s)
+{
+    optvq_array_free(&s->array);
+    if (s->paths)
+        optvq_image_list_free(s->paths, s->count);
+    memset(s, 0, sizeof *s);
 }
 
 static char *base_name(const char *path)
@@ -92,184 +157,395 @@ static char *base_name(const char *path)
     return n;
 }
 
-static int load_images(model_cli *mc, const char *in, images *im)
+/* Checks and converts a .npy of images: float32/float64 in [-1, 1] (a
+ * warning outside), or uint8 mapped as (x/255 - 0.5)/0.5. */
+static int open_npy(model_cli *mc, image_source *s)
 {
-    memset(im, 0, sizeof *im);
-    const int64_t C = mc->info.in_channels, R = mc->info.resolution;
-    if (cli_ends_with(in, ".npy")) {
-        optvq_array a;
-        if (optvq_npy_read(in, &a) != OPTVQ_OK || optvq_array_to_f32(&a) != OPTVQ_OK) {
-            fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
-            return 1;
-        }
-        if (a.ndim != 4 || a.shape[1] != C || a.shape[0] < 1) {
-            fprintf(stderr, "optvq %s: %s: expected images (B, %lld, H, W), got %d dimensions%s\n", mc->cmd, in,
-                    (long long)C, a.ndim, a.ndim == 4 ? " with other channels" : "");
-            optvq_array_free(&a);
-            return 1;
-        }
-        int64_t n = optvq_array_numel(&a);
-        const float *v = a.data;
-        for (int64_t i = 0; i < n; i++)
-            if (!(v[i] == v[i]) || v[i] > 1e30f || v[i] < -1e30f) {
-                fprintf(stderr, "optvq %s: %s: NaN or Inf at element %lld\n", mc->cmd, in, (long long)i);
-                optvq_array_free(&a);
-                return 1;
-            }
-        im->data = a.data;
-        im->b = a.shape[0];
-        im->c = C;
-        im->h = a.shape[2];
-        im->w = a.shape[3];
-        return 0;
-    }
-    char **paths = NULL;
-    int64_t n = 0;
-    char *single[1] = {(char *)in};
-    if (cli_is_dir(in)) {
-        if (optvq_image_list_folder(in, &paths, &n) != OPTVQ_OK) {
-            fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
-            return 1;
-        }
-        if (n == 0) {
-            fprintf(stderr, "optvq %s: %s: no .png/.jpg/.jpeg images in the folder\n", mc->cmd, in);
-            return 1;
-        }
-    } else {
-        n = 1;
-    }
-    char **list = paths ? paths : single;
-    im->b = n;
-    im->c = C;
-    im->h = im->w = R;
-    im->data = malloc((size_t)(n * C * R * R) * sizeof(float));
-    im->names = calloc((size_t)n, sizeof(char *));
-    int rc = 0;
-    if (!im->data || !im->names) {
-        fprintf(stderr, "optvq %s: out of memory for %lld images\n", mc->cmd, (long long)n);
-        rc = 1;
-    }
-    double t0 = cli_now();
-    for (int64_t i = 0; i < n && !rc; i++) {
-        if (optvq_image_load_val(list[i], (int)R, (int)C, im->data + i * C * R * R) != OPTVQ_OK) {
-            fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
-            rc = 1;
-        }
-        im->names[i] = base_name(list[i]);
-        cli_progress("loading", "img", i + 1, n, t0);
-    }
-    if (paths)
-        optvq_image_list_free(paths, n);
-    if (rc)
-        images_free(im);
-    return rc;
-}
-
-/* Writes images (B, C, H, W) in [-1, 1] to a .npy, a .png (B = 1) or a folder. */
-static int write_images(model_cli *mc, const char *out, const float *data, int64_t b, int64_t c, int64_t h,
-                        int64_t w, char *const *names)
-{
-    if (cli_ends_with(out, ".npy")) {
-        int64_t shape[4] = {b, c, h, w};
-        if (optvq_npy_write(out, OPTVQ_F32, 4, shape, data) != OPTVQ_OK) {
-            fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
-            return 1;
-        }
-        return 0;
-    }
-    if (cli_ends_with(out, ".png")) {
-        if (b != 1) {
-            fprintf(stderr, "optvq %s: %s: %lld images do not fit one .png; give a folder or a .npy\n", mc->cmd,
-                    out, (long long)b);
-            return 1;
-        }
-        if (optvq_image_write_png_signed(out, data, (int)c, (int)h, (int)w) != OPTVQ_OK) {
-            fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
-            return 1;
-        }
-        return 0;
-    }
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "optvq %s: %s: cannot create folder: %s\n", mc->cmd, out, strerror(errno));
+    const char *in = s->in;
+    const int64_t C = mc->info.in_channels, f = mc->info.downsample;
+    if (optvq_npy_read(in, &s->array) != OPTVQ_OK) {
+        fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
         return 1;
     }
-    for (int64_t i = 0; i < b; i++) {
-        char p[4096];
-        if (names)
-            snprintf(p, sizeof p, "%s/%s.png", out, names[i]);
-        else
-            snprintf(p, sizeof p, "%s/%06lld.png", out, (long long)i);
-        if (optvq_image_write_png_signed(p, data + i * c * h * w, (int)c, (int)h, (int)w) != OPTVQ_OK) {
-            fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
+    optvq_array *a = &s->array;
+    char shape[160];
+    format_shape(shape, sizeof shape, a);
+    if (a->dtype == OPTVQ_I32 || a->dtype == OPTVQ_I64) {
+        fprintf(stderr, "optvq %s: %s: an %s array is not images: give float32/float64 in [-1, 1] or uint8 0..255\n",
+                mc->cmd, in, a->dtype == OPTVQ_I32 ? "int32" : "int64");
+        return 1;
+    }
+    if (a->ndim != 4 || a->shape[1] != C) {
+        fprintf(stderr, "optvq %s: %s: expected images (B, %lld, H, W) for this %lld-channel model, got shape %s\n",
+                mc->cmd, in, (long long)C, (long long)C, shape);
+        return 1;
+    }
+    if (a->shape[0] < 1 || a->shape[2] < 1 || a->shape[3] < 1) {
+        fprintf(stderr, "optvq %s: %s: holds no images (shape %s)\n", mc->cmd, in, shape);
+        return 1;
+    }
+    if (a->shape[2] % f || a->shape[3] % f) {
+        fprintf(stderr, "optvq %s: %s: images of %lldx%lld do not fit the model: height and width must be multiples of %lld\n",
+                mc->cmd, in, (long long)a->shape[2], (long long)a->shape[3], (long long)f);
+        return 1;
+    }
+    const int was_u8 = a->dtype == OPTVQ_U8;
+    if (optvq_array_to_f32(a) != OPTVQ_OK) {
+        fprintf(stderr, "optvq %s: %s: %s\n", mc->cmd, in, optvq_last_error());
+        return 1;
+    }
+    const int64_t n = optvq_array_numel(a);
+    float *v = a->data;
+    if (was_u8) {
+        for (int64_t i = 0; i < n; i++) /* bit for bit the reference's ToTensor + Normalize(0.5, 0.5) */
+            v[i] = ((float)(v[i] / 255.0) - 0.5f) / 0.5f;
+        fprintf(stderr, "optvq %s: %s: uint8 images mapped to [-1, 1] as (x/255 - 0.5)/0.5\n", mc->cmd, in);
+    }
+    float lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(v[i])) {
+            fprintf(stderr, "optvq %s: %s: NaN or Inf at element %lld\n", mc->cmd, in, (long long)i);
             return 1;
         }
+        lo = v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
     }
+    if (lo < -1.001f || hi > 1.001f)
+        fprintf(stderr,
+                "optvq %s: %s: warning: values span [%g, %g], outside the model's [-1, 1] (images are expected "
+                "as (x/255 - 0.5)/0.5)\n",
+                mc->cmd, in, (double)lo, (double)hi);
+    s->is_npy = 1;
+    s->count = a->shape[0];
+    s->h = a->shape[2];
+    s->w = a->shape[3];
     return 0;
 }
 
-static int write_tokens(model_cli *mc, const char *path, const int64_t *tokens, int64_t b, int64_t th, int64_t tw)
+static int source_open(model_cli *mc, const char *in, int keep_going, image_source *s)
 {
-    int64_t shape[4] = {b, mc->info.num_head, th, tw};
-    if (optvq_npy_write(path, OPTVQ_I64, 4, shape, tokens) != OPTVQ_OK) {
+    memset(s, 0, sizeof *s);
+    s->in = in;
+    s->keep_going = keep_going;
+    s->c = mc->info.in_channels;
+    if (cli_ends_with(in, ".npy"))
+        return open_npy(mc, s);
+    s->h = s->w = mc->info.resolution;
+    if (cli_is_dir(in)) {
+        if (optvq_image_list_folder(in, &s->paths, &s->count) != OPTVQ_OK) {
+            fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
+            return 1;
+        }
+        if (s->count == 0) {
+            fprintf(stderr, "optvq %s: %s: no .png/.jpg/.jpeg images in the folder\n", mc->cmd, in);
+            return 1;
+        }
+        return 0;
+    }
+    FILE *fp = fopen(in, "rb");
+    if (!fp) {
+        fprintf(stderr, "optvq %s: %s: %s\n", mc->cmd, in, strerror(errno));
+        return 1;
+    }
+    fclose(fp);
+    s->single[0] = (char *)in;
+    s->count = 1;
+    return 0;
+}
+
+/* Reads up to `max` images into buf and their names; returns how many were
+ * read (0 at the end), or -1 after printing an error. With keep_going a file
+ * that cannot be read is skipped with a warning. */
+static int64_t source_read(model_cli *mc, image_source *s, int64_t max, float *buf, char **names)
+{
+    const int64_t per = s->c * s->h * s->w;
+    int64_t got = 0;
+    if (s->is_npy) {
+        got = s->count - s->next < max ? s->count - s->next : max;
+        memcpy(buf, (float *)s->array.data + s->next * per, (size_t)(got * per) * sizeof(float));
+        for (int64_t i = 0; i < got; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "%06lld", (long long)(s->next + i));
+            names[i] = strdup(name);
+        }
+        s->next += got;
+        return got;
+    }
+    char **list = s->paths ? s->paths : s->single;
+    while (got < max && s->next < s->count) {
+        const char *path = list[s->next++];
+        int file_channels = 0;
+        if (optvq_image_load_val_ex(path, (int)s->h, (int)s->c, buf + got * per, &file_channels) != OPTVQ_OK) {
+            if (!s->keep_going) {
+                fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
+                return -1;
+            }
+            fprintf(stderr, "optvq %s: skipping: %s\n", mc->cmd, optvq_last_error());
+            s->skipped++;
+            continue;
+        }
+        if (file_channels != s->c && !s->noted_conversion) {
+            fprintf(stderr, "optvq %s: note: %s is %s; %s for this %lld-channel model (and so for any other)\n",
+                    mc->cmd, path, file_channels == 3 ? "colour" : "grey",
+                    file_channels == 3 ? "turned to grey (luma 299/587/114)" : "replicated to 3 channels",
+                    (long long)s->c);
+            s->noted_conversion = 1;
+        }
+        names[got++] = base_name(path);
+    }
+    return got;
+}
+
+/* ---- outputs -------------------------------------------------------------- */
+
+/* Files a command has written, removed again when a later output fails. */
+typedef struct written_files {
+    char *paths[4];
+    int count;
+} written_files;
+
+static void written_add(written_files *w, const char *path)
+{
+    if (w->count < 4)
+        w->paths[w->count++] = strdup(path);
+}
+
+static void written_finish(written_files *w, int failed)
+{
+    for (int i = 0; i < w->count; i++) {
+        if (failed && w->paths[i])
+            remove(w->paths[i]);
+        free(w->paths[i]);
+    }
+    w->count = 0;
+}
+
+static int write_npy(model_cli *mc, const char *path, optvq_dtype dtype, const int64_t *shape, const void *data,
+                     written_files *w)
+{
+    if (optvq_npy_write(path, dtype, 4, shape, data) != OPTVQ_OK) {
+        fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
+        return 1;
+    }
+    written_add(w, path);
+    return 0;
+}
+
+static int write_image(model_cli *mc, const char *path, const float *chw, int64_t c, int64_t h, int64_t w)
+{
+    if (optvq_image_write_signed(path, chw, (int)c, (int)h, (int)w) != OPTVQ_OK) {
         fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
         return 1;
     }
     return 0;
 }
 
-static void print_usage(model_cli *mc, const int64_t *tokens, int64_t count)
+static int folder_file(model_cli *mc, char *buf, size_t size, const char *dir, const char *name, const char *ext)
 {
-    optvq_usage u;
-    if (optvq_usage_compute(tokens, count, mc->info.n_e, &u) == OPTVQ_OK)
-        fprintf(stderr, "%lld tokens: codes used %lld/%lld (%.1f%%), perplexity %.1f\n", (long long)count,
-                (long long)u.codes_used, (long long)u.n_e, 100.0 * u.fraction_used, u.perplexity);
-}
-
-/* Runs encode (recon == NULL) or reconstruct over the images in batches. */
-static int run_batches(model_cli *mc, const images *im, int64_t *tokens, float *recon)
-{
-    const int64_t f = mc->info.downsample, th = im->h / f, tw = im->w / f;
-    const int64_t per_img = im->c * im->h * im->w, per_tok = mc->info.num_head * th * tw;
-    const int64_t per_out = mc->info.out_channels * im->h * im->w;
-    double t0 = cli_now();
-    for (int64_t i = 0; i < im->b; i += mc->batch_size) {
-        int64_t n = im->b - i < mc->batch_size ? im->b - i : mc->batch_size;
-        optvq_status st = recon ? optvq_model_reconstruct(mc->model, im->data + i * per_img, n, im->h, im->w,
-                                                          recon + i * per_out, tokens + i * per_tok)
-                                : optvq_model_encode(mc->model, im->data + i * per_img, n, im->h, im->w,
-                                                     tokens + i * per_tok, NULL);
-        if (st != OPTVQ_OK) {
-            fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
-            return 1;
-        }
-        cli_progress(recon ? "reconstruct" : "encode", "img", i + n, im->b, t0);
+    size_t len = strlen(dir);
+    const char *sep = len && dir[len - 1] == '/' ? "" : "/";
+    if ((size_t)snprintf(buf, size, "%s%s%s%s", dir, sep, name, ext) >= size) {
+        fprintf(stderr, "optvq %s: %s: output path too long\n", mc->cmd, dir);
+        return 1;
     }
     return 0;
 }
 
-/* ---- commands ---- */
+/* Checks an output name against the rule and the count of images it must
+ * hold, and creates its folders. Returns 0, 1 (runtime) or 2 (usage). */
+static int check_output(model_cli *mc, const char *opt, const char *path, unsigned allowed, int64_t images,
+                        cli_out_kind *kind)
+{
+    if (cli_output_kind(mc->cmd, opt, path, allowed, kind))
+        return 2;
+    if (*kind == CLI_OUT_IMAGE && images != 1) {
+        fprintf(stderr, "optvq %s: --%s %s: %lld images do not fit one image file; give a folder or a .npy\n",
+                mc->cmd, opt, path, (long long)images);
+        return 2;
+    }
+    return cli_prepare_output(mc->cmd, path, *kind == CLI_OUT_FOLDER);
+}
 
-#define MODEL_OPTS                                                                                     \
-    {"model", 1, 0}, {"config", 1, 0}, {"weights", 1, 0}, {"assign", 1, 0}, {"batch-size", 1, 0},     \
-        {"threads", 1, 0}
+static void print_usage(model_cli *mc, const int64_t *tokens, int64_t count)
+{
+    optvq_usage u;
+    if (count > 0 && optvq_usage_compute(tokens, count, mc->info.n_e, &u) == OPTVQ_OK)
+        fprintf(stderr, "%lld tokens: codes used %lld/%lld (%.1f%%), perplexity %.1f\n", (long long)count,
+                (long long)u.codes_used, (long long)u.n_e, 100.0 * u.fraction_used, u.perplexity);
+}
 
-static int parse(const char *cmd, int argc, char **argv, cli_opt *opts, const char *synopsis, const char *about)
+/* ---- encode and reconstruct: one streamed loop ------------------------------ */
+
+typedef struct image_job {
+    const char *in, *out, *indices_out; /* indices_out: reconstruct --save-indices */
+    int reconstruct, keep_going;
+} image_job;
+
+static int run_image_job(model_cli *mc, const image_job *job)
+{
+    image_source src;
+    int rc = source_open(mc, job->in, job->keep_going, &src);
+    if (rc) {
+        source_close(&src);
+        return rc;
+    }
+    const int64_t n = src.count, f = mc->info.downsample, th = src.h / f, tw = src.w / f;
+    const int64_t per_in = src.c * src.h * src.w, per_tok = mc->info.num_head * th * tw;
+    const int64_t per_out = mc->info.out_channels * src.h * src.w, bs = mc->batch_size;
+    cli_out_kind out_kind, idx_kind = CLI_OUT_NPY;
+    unsigned allowed = job->reconstruct ? 7u : (1u << CLI_OUT_NPY) | (1u << CLI_OUT_FOLDER);
+    if ((rc = check_output(mc, "out", job->out, allowed, n, &out_kind)) ||
+        (job->indices_out &&
+         (rc = check_output(mc, "save-indices", job->indices_out, 1u << CLI_OUT_NPY, n, &idx_kind)))) {
+        source_close(&src);
+        return rc;
+    }
+    /* whole-set buffers only for the whole-set outputs; a folder output streams */
+    const int whole_out = out_kind != CLI_OUT_FOLDER;
+    float *batch_in = malloc((size_t)(bs * per_in) * sizeof(float));
+    float *recon = job->reconstruct ? malloc((size_t)((whole_out ? n : bs) * per_out) * sizeof(float)) : NULL;
+    int64_t *tokens = malloc((size_t)(n * per_tok) * sizeof(int64_t));
+    char **names = calloc((size_t)bs, sizeof(char *));
+    written_files written = {{0}, 0};
+    int64_t done = 0;
+    if (!batch_in || !tokens || !names || (job->reconstruct && !recon)) {
+        fprintf(stderr, "optvq %s: out of memory for %lld images\n", mc->cmd, (long long)n);
+        rc = 1;
+    }
+    double t0 = cli_now();
+    while (!rc) {
+        int64_t got = source_read(mc, &src, bs, batch_in, names);
+        if (got <= 0) {
+            rc = got < 0;
+            break;
+        }
+        int64_t *tok = tokens + done * per_tok;
+        float *rec = recon ? recon + (whole_out ? done : 0) * per_out : NULL;
+        optvq_status st = job->reconstruct
+                              ? optvq_model_reconstruct(mc->model, batch_in, got, src.h, src.w, rec, tok)
+                              : optvq_model_encode(mc->model, batch_in, got, src.h, src.w, tok, NULL);
+        if (st != OPTVQ_OK) {
+            fprintf(stderr, "optvq %s: %s: %s\n", mc->cmd, job->in, optvq_last_error());
+            rc = 1;
+        }
+        for (int64_t i = 0; i < got && !rc && out_kind == CLI_OUT_FOLDER; i++) {
+            char path[4096];
+            rc = folder_file(mc, path, sizeof path, job->out, names[i], job->reconstruct ? ".png" : ".npy");
+            if (!rc && job->reconstruct)
+                rc = write_image(mc, path, rec + i * per_out, mc->info.out_channels, src.h, src.w);
+            else if (!rc) {
+                int64_t shape[4] = {1, mc->info.num_head, th, tw};
+                if (optvq_npy_write(path, OPTVQ_I64, 4, shape, tok + i * per_tok) != OPTVQ_OK) {
+                    fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
+                    rc = 1;
+                }
+            }
+        }
+        for (int64_t i = 0; i < got; i++) {
+            free(names[i]);
+            names[i] = NULL;
+        }
+        done += got;
+        cli_progress(job->reconstruct ? "reconstruct" : "encode", "img", done + src.skipped, n, t0);
+    }
+    if (!rc && done == 0) {
+        fprintf(stderr, "optvq %s: %s: no image could be read\n", mc->cmd, job->in);
+        rc = 1;
+    }
+    if (!rc && out_kind != CLI_OUT_FOLDER) {
+        if (job->reconstruct && out_kind == CLI_OUT_IMAGE) {
+            rc = write_image(mc, job->out, recon, mc->info.out_channels, src.h, src.w);
+            if (!rc)
+                written_add(&written, job->out);
+        } else if (job->reconstruct) {
+            int64_t shape[4] = {done, mc->info.out_channels, src.h, src.w};
+            rc = write_npy(mc, job->out, OPTVQ_F32, shape, recon, &written);
+        } else {
+            int64_t shape[4] = {done, mc->info.num_head, th, tw};
+            rc = write_npy(mc, job->out, OPTVQ_I64, shape, tokens, &written);
+        }
+    }
+    if (!rc && job->indices_out) {
+        int64_t shape[4] = {done, mc->info.num_head, th, tw};
+        rc = write_npy(mc, job->indices_out, OPTVQ_I64, shape, tokens, &written);
+    }
+    written_finish(&written, rc != 0);
+    if (!rc) {
+        print_usage(mc, tokens, done * per_tok);
+        const char *what = job->reconstruct ? "images" : "tokens";
+        if (out_kind == CLI_OUT_FOLDER)
+            printf("optvq %s: wrote %lld %s to %s (one %s per image)\n", mc->cmd, (long long)done,
+                   job->reconstruct ? "reconstructions" : "token arrays", job->out,
+                   job->reconstruct ? "NAME.png" : "NAME.npy");
+        else if (out_kind == CLI_OUT_IMAGE)
+            printf("optvq %s: wrote the reconstruction (%lldx%lld) to %s\n", mc->cmd, (long long)src.h,
+                   (long long)src.w, job->out);
+        else if (job->reconstruct)
+            printf("optvq %s: wrote %s float32 (%lld, %lld, %lld, %lld) to %s\n", mc->cmd, what, (long long)done,
+                   (long long)mc->info.out_channels, (long long)src.h, (long long)src.w, job->out);
+        else
+            printf("optvq %s: wrote tokens int64 (%lld, %lld, %lld, %lld) to %s\n", mc->cmd, (long long)done,
+                   (long long)mc->info.num_head, (long long)th, (long long)tw, job->out);
+        if (job->indices_out)
+            printf("optvq %s: wrote tokens int64 (%lld, %lld, %lld, %lld) to %s\n", mc->cmd, (long long)done,
+                   (long long)mc->info.num_head, (long long)th, (long long)tw, job->indices_out);
+        if (src.skipped) {
+            fprintf(stderr, "optvq %s: skipped %lld of %lld inputs (named above)\n", mc->cmd, (long long)src.skipped,
+                    (long long)n);
+            rc = 1;
+        }
+    }
+    if (names)
+        for (int64_t i = 0; i < bs; i++)
+            free(names[i]);
+    free(names);
+    free(batch_in);
+    free(recon);
+    free(tokens);
+    source_close(&src);
+    return rc;
+}
+
+/* ---- commands ------------------------------------------------------------- */
+
+#define MODEL_OPTS {"model", 1, 0}, {"config", 1, 0}, {"weights", 1, 0}, {"init-random", 1, 0}
+#define RUN_OPTS {"assign", 1, 0}, {"batch-size", 1, 0}, {"threads", 1, 0}
+
+/* Returns -1 to go on, else the exit status (0 after --help). */
+static int parse(const char *cmd, int argc, char **argv, cli_opt *opts)
 {
     int pr = cli_parse(cmd, argc, argv, opts);
-    if (pr == 1) {
-        printf("usage: %s\n\n%s\n%s\n%s", synopsis, about, MODEL_OPTIONS, IMAGE_NOTE);
-        return 0;
-    }
-    return pr < 0 ? 2 : -1;
+    return pr == 1 ? 0 : pr < 0 ? 2 : -1;
 }
+
+static const char *const KEEP_GOING_HELP =
+    "    --keep-going      skip an input file that cannot be read (a warning names\n"
+    "                      it) and exit 1 at the end; default: stop at the first\n";
 
 int cmd_encode(int argc, char **argv)
 {
-    cli_opt opts[] = {MODEL_OPTS, {"input", 1, 0}, {"out", 1, 0}, {0, 0, 0}};
-    int rc = parse("encode", argc, argv, opts, "optvq encode --model M --input IN --out TOKENS.npy [options]",
-                   "Encodes images to tokens: int64 (B, num_head, H/f, W/f).");
-    if (rc >= 0)
+    cli_opt opts[] = {MODEL_OPTS, RUN_OPTS, {"input", 1, 0}, {"out", 1, 0}, {"keep-going", 0, 0}, {0, 0, 0}};
+    int rc = parse("encode", argc, argv, opts);
+    if (rc >= 0) {
+        if (rc == 0) {
+            char options[1024];
+            snprintf(options, sizeof options,
+                     "    --input IN        images (see IMAGES)\n"
+                     "    --out OUT         TOKENS.npy: int64 (B, num_head, H/f, W/f) for all\n"
+                     "                      images; or a folder: NAME.npy (1, num_head, H/f, W/f)\n"
+                     "                      per image\n%s",
+                     KEEP_GOING_HELP);
+            print_help("encode - images to tokens",
+                       "    optvq encode MODEL --input IN --out TOKENS.npy|DIR/ [--assign A]\n"
+                       "                 [--batch-size N] [--threads T] [--keep-going]\n",
+                       "    Encodes images to the model's tokens, batch by batch, and prints the\n"
+                       "    codebook usage of the tokens and one line naming what it wrote.\n",
+                       options, 1, 1,
+                       "    optvq encode --model optvq-16x16x4 --input photos/ --out tokens.npy\n"
+                       "    optvq encode --model RUN --input x.npy --out tokens/ --assign nearest\n");
+        }
         return rc;
+    }
     const char *in = cli_get(opts, "input"), *out = cli_get(opts, "out");
     if (!in || !out) {
         fprintf(stderr, "optvq encode: --input and --out are required (see --help)\n");
@@ -278,32 +554,41 @@ int cmd_encode(int argc, char **argv)
     model_cli mc = {"encode", NULL, {0}, 8};
     if ((rc = open_model(&mc, opts)))
         return rc;
-    images im;
-    int64_t *tokens = NULL;
-    rc = load_images(&mc, in, &im);
-    if (!rc) {
-        const int64_t f = mc.info.downsample, count = im.b * mc.info.num_head * (im.h / f) * (im.w / f);
-        tokens = malloc((size_t)(count ? count : 1) * sizeof(int64_t));
-        rc = !tokens || run_batches(&mc, &im, tokens, NULL) ||
-             write_tokens(&mc, out, tokens, im.b, im.h / f, im.w / f);
-        if (!rc)
-            print_usage(&mc, tokens, count);
-        images_free(&im);
-    }
-    free(tokens);
+    image_job job = {in, out, NULL, 0, cli_get(opts, "keep-going") != NULL};
+    rc = run_image_job(&mc, &job);
     optvq_model_free(mc.model);
     return rc;
 }
 
 int cmd_reconstruct(int argc, char **argv)
 {
-    cli_opt opts[] = {MODEL_OPTS, {"input", 1, 0}, {"out", 1, 0}, {"save-indices", 1, 0}, {0, 0, 0}};
-    int rc = parse("reconstruct", argc, argv, opts,
-                   "optvq reconstruct --model M --input IN --out OUT [--save-indices I.npy] [options]",
-                   "Encodes and decodes images (the model's reconstruction).");
-    if (rc >= 0)
+    cli_opt opts[] = {MODEL_OPTS, RUN_OPTS, {"input", 1, 0}, {"out", 1, 0}, {"save-indices", 1, 0},
+                      {"keep-going", 0, 0}, {0, 0, 0}};
+    int rc = parse("reconstruct", argc, argv, opts);
+    if (rc >= 0) {
+        if (rc == 0) {
+            char options[1024];
+            snprintf(options, sizeof options,
+                     "    --input IN        images (see IMAGES)\n"
+                     "    --out OUT         OUT.npy: float32 (B, C, H, W) in [-1, 1]; OUT.png or\n"
+                     "                      OUT.jpg: one image; or a folder: NAME.png per image\n"
+                     "    --save-indices I.npy\n"
+                     "                      also write the tokens, int64 (B, num_head, H/f, W/f)\n%s",
+                     KEEP_GOING_HELP);
+            print_help("reconstruct - images to tokens to images",
+                       "    optvq reconstruct MODEL --input IN --out OUT [--save-indices I.npy]\n"
+                       "                      [--assign A] [--batch-size N] [--threads T]\n"
+                       "                      [--keep-going]\n",
+                       "    Encodes and decodes images: the model's reconstruction, equal byte for\n"
+                       "    byte to 'optvq decode' of 'optvq encode'. Prints the codebook usage\n"
+                       "    and one line naming each output.\n",
+                       options, 1, 1,
+                       "    optvq reconstruct --model optvq-16x16x4 --input cat.jpg --out cat_rec.png\n"
+                       "    optvq reconstruct --model RUN --input photos/ --out rec/ --save-indices t.npy\n");
+        }
         return rc;
-    const char *in = cli_get(opts, "input"), *out = cli_get(opts, "out"), *si = cli_get(opts, "save-indices");
+    }
+    const char *in = cli_get(opts, "input"), *out = cli_get(opts, "out");
     if (!in || !out) {
         fprintf(stderr, "optvq reconstruct: --input and --out are required (see --help)\n");
         return 2;
@@ -311,34 +596,35 @@ int cmd_reconstruct(int argc, char **argv)
     model_cli mc = {"reconstruct", NULL, {0}, 8};
     if ((rc = open_model(&mc, opts)))
         return rc;
-    images im;
-    int64_t *tokens = NULL;
-    float *recon = NULL;
-    rc = load_images(&mc, in, &im);
-    if (!rc) {
-        const int64_t f = mc.info.downsample, count = im.b * mc.info.num_head * (im.h / f) * (im.w / f);
-        tokens = malloc((size_t)(count ? count : 1) * sizeof(int64_t));
-        recon = malloc((size_t)(im.b * mc.info.out_channels * im.h * im.w) * sizeof(float));
-        rc = !tokens || !recon || run_batches(&mc, &im, tokens, recon) ||
-             write_images(&mc, out, recon, im.b, mc.info.out_channels, im.h, im.w, im.names) ||
-             (si && write_tokens(&mc, si, tokens, im.b, im.h / f, im.w / f));
-        if (!rc)
-            print_usage(&mc, tokens, count);
-        images_free(&im);
-    }
-    free(tokens);
-    free(recon);
+    image_job job = {in, out, cli_get(opts, "save-indices"), 1, cli_get(opts, "keep-going") != NULL};
+    rc = run_image_job(&mc, &job);
     optvq_model_free(mc.model);
     return rc;
 }
 
 int cmd_decode(int argc, char **argv)
 {
-    cli_opt opts[] = {MODEL_OPTS, {"input", 1, 0}, {"out", 1, 0}, {0, 0, 0}};
-    int rc = parse("decode", argc, argv, opts, "optvq decode --model M --input TOKENS.npy --out OUT [options]",
-                   "Decodes tokens (B, num_head, h, w) to images (B, C, h*f, w*f).");
-    if (rc >= 0)
+    cli_opt opts[] = {MODEL_OPTS, {"batch-size", 1, 0}, {"threads", 1, 0}, {"input", 1, 0}, {"out", 1, 0},
+                      {0, 0, 0}};
+    int rc = parse("decode", argc, argv, opts);
+    if (rc >= 0) {
+        if (rc == 0)
+            print_help("decode - tokens to images",
+                       "    optvq decode MODEL --input TOKENS.npy --out OUT [--batch-size N]\n"
+                       "                 [--threads T]\n",
+                       "    Decodes tokens (B, num_head, h, w), int64 or int32, as 'optvq encode'\n"
+                       "    writes them, to images (B, C, h*f, w*f), and prints one line naming\n"
+                       "    what it wrote.\n",
+                       "    --input TOKENS.npy  the tokens\n"
+                       "    --out OUT         OUT.npy: float32 (B, C, H, W) in [-1, 1]; OUT.png or\n"
+                       "                      OUT.jpg: one image (B = 1); or a folder: NNNNNN.png\n"
+                       "                      per image (the outputs follow the rule of 'optvq\n"
+                       "                      reconstruct --help')\n"
+                       "    --batch-size N    images per batch (default 8)\n"
+                       "    --threads T       threads (default 0: all cores)\n",
+                       0, 0, "    optvq decode --model optvq-16x16x4 --input tokens.npy --out images/\n");
         return rc;
+    }
     const char *in = cli_get(opts, "input"), *out = cli_get(opts, "out");
     if (!in || !out) {
         fprintf(stderr, "optvq decode: --input and --out are required (see --help)\n");
@@ -349,40 +635,76 @@ int cmd_decode(int argc, char **argv)
         return rc;
     optvq_array t;
     float *img = NULL;
+    written_files written = {{0}, 0};
     if (optvq_npy_read(in, &t) != OPTVQ_OK) {
         fprintf(stderr, "optvq decode: %s\n", optvq_last_error());
         optvq_model_free(mc.model);
         return 1;
     }
+    char shape[160];
+    format_shape(shape, sizeof shape, &t);
+    rc = 1;
+    if (t.dtype != OPTVQ_I32 && t.dtype != OPTVQ_I64) {
+        fprintf(stderr, "optvq decode: %s: tokens must be integers (int64 or int32), got a %s array\n", in,
+                t.dtype == OPTVQ_U8 ? "uint8" : "floating-point");
+        goto done;
+    }
     if (optvq_array_to_i64(&t) != OPTVQ_OK) {
         fprintf(stderr, "optvq decode: %s: %s\n", in, optvq_last_error());
-        optvq_array_free(&t);
-        optvq_model_free(mc.model);
-        return 1;
+        goto done;
     }
-    rc = 1;
-    if (t.ndim != 4 || t.shape[1] != mc.info.num_head || t.shape[0] < 1) {
-        fprintf(stderr, "optvq decode: %s: expected tokens (B, %lld, h, w)\n", in, (long long)mc.info.num_head);
+    if (t.ndim != 4 || t.shape[1] != mc.info.num_head || t.shape[0] < 1 || t.shape[2] < 1 || t.shape[3] < 1) {
+        fprintf(stderr, "optvq decode: %s: expected tokens (B, %lld, h, w) with B, h, w >= 1, got shape %s\n", in,
+                (long long)mc.info.num_head, shape);
         goto done;
     }
     const int64_t B = t.shape[0], th = t.shape[2], tw = t.shape[3], f = mc.info.downsample;
-    const int64_t per_tok = mc.info.num_head * th * tw, per_img = mc.info.out_channels * th * f * tw * f;
-    img = malloc((size_t)(B * per_img) * sizeof(float));
+    const int64_t C = mc.info.out_channels, per_tok = mc.info.num_head * th * tw, per_img = C * th * f * tw * f;
+    cli_out_kind kind;
+    int crc = check_output(&mc, "out", out, 7u, B, &kind);
+    if (crc) {
+        rc = crc;
+        goto done;
+    }
+    const int64_t held = kind == CLI_OUT_FOLDER ? (B < mc.batch_size ? B : mc.batch_size) : B;
+    img = malloc((size_t)(held * per_img) * sizeof(float));
     if (!img) {
-        fprintf(stderr, "optvq decode: out of memory\n");
+        fprintf(stderr, "optvq decode: out of memory for %lld images\n", (long long)held);
         goto done;
     }
     double t0 = cli_now();
     for (int64_t i = 0; i < B; i += mc.batch_size) {
         int64_t n = B - i < mc.batch_size ? B - i : mc.batch_size;
-        if (optvq_model_decode(mc.model, (int64_t *)t.data + i * per_tok, n, th, tw, img + i * per_img) != OPTVQ_OK) {
+        float *dst = kind == CLI_OUT_FOLDER ? img : img + i * per_img;
+        if (optvq_model_decode(mc.model, (int64_t *)t.data + i * per_tok, n, th, tw, dst) != OPTVQ_OK) {
             fprintf(stderr, "optvq decode: %s: %s\n", in, optvq_last_error());
             goto done;
         }
+        for (int64_t k = 0; k < n && kind == CLI_OUT_FOLDER; k++) {
+            char name[32], path[4096];
+            snprintf(name, sizeof name, "%06lld", (long long)(i + k));
+            if (folder_file(&mc, path, sizeof path, out, name, ".png") ||
+                write_image(&mc, path, dst + k * per_img, C, th * f, tw * f))
+                goto done;
+        }
         cli_progress("decode", "img", i + n, B, t0);
     }
-    rc = write_images(&mc, out, img, B, mc.info.out_channels, th * f, tw * f, NULL);
+    if (kind == CLI_OUT_IMAGE) {
+        if (write_image(&mc, out, img, C, th * f, tw * f))
+            goto done;
+        printf("optvq decode: wrote the image (%lldx%lld) to %s\n", (long long)(th * f), (long long)(tw * f), out);
+    } else if (kind == CLI_OUT_NPY) {
+        int64_t oshape[4] = {B, C, th * f, tw * f};
+        if (write_npy(&mc, out, OPTVQ_F32, oshape, img, &written))
+            goto done;
+        printf("optvq decode: wrote images float32 (%lld, %lld, %lld, %lld) to %s\n", (long long)B, (long long)C,
+               (long long)(th * f), (long long)(tw * f), out);
+    } else {
+        printf("optvq decode: wrote %lld images to %s (NNNNNN.png)\n", (long long)B, out);
+    }
+    rc = 0;
 done:
+    written_finish(&written, rc != 0);
     free(img);
     optvq_array_free(&t);
     optvq_model_free(mc.model);
@@ -392,10 +714,19 @@ done:
 int cmd_info(int argc, char **argv)
 {
     cli_opt opts[] = {MODEL_OPTS, {0, 0, 0}};
-    int rc = parse("info", argc, argv, opts, "optvq info --model M | --config CFG --weights FILE",
-                   "Prints the architecture, parameter counts, token grid and codebook.");
-    if (rc >= 0)
+    int rc = parse("info", argc, argv, opts);
+    if (rc >= 0) {
+        if (rc == 0)
+            print_help("info - a model's architecture, parameters, token grid and codebook",
+                       "    optvq info MODEL\n",
+                       "    Prints the encoder and decoder, the quantizer (assignment, codes,\n"
+                       "    heads, Sinkhorn settings), the training resolution and token grid,\n"
+                       "    and the parameter counts per module. Reads the model only.\n",
+                       "", 0, 0,
+                       "    optvq info --model optvq-16x16x4\n"
+                       "    optvq info --config configs/imagenet/optvq_256_f16_h4.yaml --init-random 0\n");
         return rc;
+    }
     model_cli mc = {"info", NULL, {0}, 8};
     if ((rc = open_model(&mc, opts)))
         return rc;

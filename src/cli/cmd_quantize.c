@@ -1,6 +1,7 @@
 /* optvq quantize: run the quantizer on features from .npy files. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/util.h"
 #include "optvq/optvq.h"
 
 #include <errno.h>
@@ -10,40 +11,70 @@
 #include <sys/stat.h>
 
 static const char *const HELP =
-    "usage: optvq quantize --input X.npy --embedding E.npy --out DIR [options]\n"
+    "NAME\n"
+    "    optvq quantize - quantize features from .npy files (forward, loss, gradients)\n"
     "\n"
-    "Quantizes features X with the codebook E (design.md §1) and writes to DIR:\n"
-    "  indices.npy  int64 (B, h, H, W), or (N, h) for a 2-D X\n"
-    "  x_q.npy      float32, the shape of X (straight-through output)\n"
-    "  loss.npy     float32 scalar, the quantizer loss\n"
-    "  usage       (printed) codes used, perplexity, dead codes\n"
-    "With --grad-out G.npy it also writes the gradients of loss + sum(x_q * G):\n"
-    "  grad_x.npy, grad_embedding.npy, and grad_proj_weight.npy / grad_proj_bias.npy\n"
-    "  when a projection is given.\n"
+    "SYNOPSIS\n"
+    "    optvq quantize --input X.npy --embedding E.npy --out DIR [options]\n"
     "\n"
-    "inputs:\n"
-    "  --input X.npy          features, (B, e_dim, H, W) or (N, e_dim)\n"
-    "  --embedding E.npy      codebook embedding, (n_e, e_dim / num_head)\n"
-    "  --proj-weight W.npy    codebook projection weight (d, d); with --proj-bias\n"
-    "  --proj-bias b.npy      codebook projection bias (d); codebook = E W^T + b\n"
-    "  --grad-out G.npy       upstream gradient for x_q, the shape of X\n"
-    "options:\n"
-    "  --assign sinkhorn|nearest   assignment (default sinkhorn)\n"
-    "  --num-head H           heads sharing the codebook (default 1)\n"
-    "  --epsilon E            Sinkhorn inverse temperature (default 10)\n"
-    "  --n-iters N            Sinkhorn iterations (default 5)\n"
-    "  --normalize all|dim|null   cost normalisation (default all)\n"
-    "  --beta B               weight of the codebook loss term (default 0.25)\n"
-    "  --loss l2|l1|ce        loss type (default l2)\n"
-    "  --log-domain           stabilised Sinkhorn that never underflows\n"
-    "  --workspace-mb M       largest cost matrix held in memory (default 1024)\n"
-    "  --threads T            threads (default: all cores)\n"
-    "  --out DIR              output folder (created if missing)\n";
+    "DESCRIPTION\n"
+    "    Quantizes the features X with the codebook E, as the model's quantizer\n"
+    "    does, and writes to DIR (created with any missing parents):\n"
+    "      indices.npy  int64 (B, h, H, W), or (N, h) for a 2-D X\n"
+    "      x_q.npy      float32, the shape of X (straight-through output)\n"
+    "      loss.npy     float32 scalar, the quantizer loss\n"
+    "    With --grad-out G.npy also the gradients of loss + sum(x_q * G):\n"
+    "    grad_x.npy, grad_embedding.npy, and grad_proj_weight.npy /\n"
+    "    grad_proj_bias.npy when a projection is given. Prints the codebook usage\n"
+    "    (codes used, dead codes, perplexity) and one line naming what it wrote.\n"
+    "    All files appear or none do.\n"
+    "\n"
+    "INPUTS (float32 or float64 .npy)\n"
+    "    --input X.npy     features, (B, e_dim, H, W) or (N, e_dim)\n"
+    "    --embedding E.npy codebook embedding, (n_e, e_dim / num_head)\n"
+    "    --proj-weight W.npy\n"
+    "                      codebook projection weight (d, d); with --proj-bias\n"
+    "    --proj-bias b.npy codebook projection bias (d); codebook = E W^T + b\n"
+    "    --grad-out G.npy  upstream gradient for x_q, the shape of X\n"
+    "\n"
+    "OPTIONS\n"
+    "    --out DIR         output folder (always a folder)\n"
+    "    --assign sinkhorn|nearest\n"
+    "                      assignment (default sinkhorn)\n"
+    "    --num-head H      heads sharing the codebook (default 1)\n"
+    "    --epsilon E       Sinkhorn inverse temperature (default 10)\n"
+    "    --n-iters N       Sinkhorn iterations, 1..10000 (default 5)\n"
+    "    --normalize all|dim|null\n"
+    "                      cost normalisation (default all)\n"
+    "    --beta B          weight of the commitment term, >= 0 (default 0.25)\n"
+    "    --loss l2|l1|ce   loss type (default l2)\n"
+    "    --log-domain      stabilised Sinkhorn that never underflows\n"
+    "    --workspace-mb M  largest cost matrix held in memory (default 1024;\n"
+    "                      0: always stream)\n"
+    "    --threads T       threads (default 0: all cores)\n"
+    "    --help            this text\n"
+    "\n"
+    "EXAMPLES\n"
+    "    optvq quantize --input z.npy --embedding codebook.npy --num-head 4 --out q/\n"
+    "    optvq quantize --input z.npy --embedding E.npy --assign nearest --grad-out g.npy --out q/\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success, 1 runtime failure (a bad input file, named in a one-line\n"
+    "    message; no output left behind), 2 usage error.\n";
 
 static int load(const char *path, optvq_array *a)
 {
-    if (optvq_npy_read(path, a) != OPTVQ_OK || optvq_array_to_f32(a) != OPTVQ_OK) {
+    if (optvq_npy_read(path, a) != OPTVQ_OK) {
         fprintf(stderr, "optvq quantize: %s\n", optvq_last_error());
+        return -1;
+    }
+    if (a->dtype != OPTVQ_F32 && a->dtype != OPTVQ_F64) { /* integers are not features: likely the wrong file */
+        fprintf(stderr, "optvq quantize: %s: an integer array; features and weights must be float32 or float64\n",
+                path);
+        return -1;
+    }
+    if (optvq_array_to_f32(a) != OPTVQ_OK) {
+        fprintf(stderr, "optvq quantize: %s: %s\n", path, optvq_last_error());
         return -1;
     }
     return 0;
@@ -120,13 +151,20 @@ int cmd_quantize(int argc, char **argv)
         cli_get_choice("quantize", opts, "normalize", norms, &norm) ||
         cli_get_choice("quantize", opts, "loss", losses, &loss_type) ||
         cli_get_int("quantize", opts, "num-head", 1, 1 << 20, &heads) ||
-        cli_get_int("quantize", opts, "n-iters", 0, 10000, &iters) ||
+        cli_get_int("quantize", opts, "n-iters", 1, 10000, &iters) ||
         cli_get_int("quantize", opts, "workspace-mb", 0, 1 << 24, &ws_mb) ||
         cli_get_int("quantize", opts, "threads", 0, 4096, &threads) ||
         cli_get_float("quantize", opts, "epsilon", 1e-6, 1e6, &eps) ||
-        cli_get_float("quantize", opts, "beta", -1e6, 1e6, &beta))
+        cli_get_float("quantize", opts, "beta", 0.0, 1e6, &beta))
         return 2;
     optvq_set_num_threads((int)threads);
+    if (cli_ends_with(out, ".npy") || cli_ends_with(out, ".png") || cli_ends_with(out, ".jpg") ||
+        cli_ends_with(out, ".jpeg")) {
+        fprintf(stderr, "optvq quantize: --out %s: quantize writes several files: give a folder\n", out);
+        return 2;
+    }
+    if (cli_prepare_output("quantize", out, 1))
+        return 1;
 
     int rc = 1;
     optvq_array x = {0}, e = {0}, w = {0}, b = {0}, g = {0};
@@ -151,9 +189,11 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     }
     const int64_t d = e_dim / heads;
-    if (e.shape[1] != d) {
-        fprintf(stderr, "optvq quantize: %s: code_dim %lld does not match e_dim / num_head = %lld\n", emb,
-                (long long)e.shape[1], (long long)d);
+    if (e.shape[1] != d) { /* name both: either file may be the wrong one */
+        fprintf(stderr,
+                "optvq quantize: %s: vectors of dimension %lld (e_dim %lld / %lld heads) do not match the codebook %s "
+                "of dimension %lld\n",
+                in, (long long)d, (long long)e_dim, (long long)heads, emb, (long long)e.shape[1]);
         goto done;
     }
     int64_t wshape[2] = {d, d}, bshape[1] = {d};
@@ -197,10 +237,6 @@ int cmd_quantize(int argc, char **argv)
         fprintf(stderr, "optvq quantize: %s: %s\n", in, optvq_last_error());
         goto done;
     }
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "optvq quantize: %s: cannot create folder: %s\n", out, strerror(errno));
-        goto done;
-    }
     int64_t ishape[4] = {B, heads, H, W}, flat[2] = {B, heads};
     if (write_npy(out, "indices.npy", OPTVQ_I64, x.ndim == 4 ? 4 : 2, x.ndim == 4 ? ishape : flat, idx) ||
         write_npy(out, "x_q.npy", OPTVQ_F32, x.ndim, x.shape, xq) ||
@@ -233,6 +269,8 @@ int cmd_quantize(int argc, char **argv)
         printf("vectors %lld  codes used %lld/%lld (%.1f%%)  dead %lld  perplexity %.2f  loss %.6g\n",
                (long long)n_idx, (long long)u.codes_used, (long long)u.n_e, 100.0 * u.fraction_used,
                (long long)u.dead_codes, u.perplexity, (double)loss);
+    printf("optvq quantize: wrote %d files to %s (indices.npy, x_q.npy, loss.npy%s)\n", n_written, out,
+           go ? ", grad_*.npy" : "");
     rc = 0;
 done:
     if (rc != 0)

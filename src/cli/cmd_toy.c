@@ -51,6 +51,10 @@ static const char toy_help[] =
     "    DIR/toy.gif       the animation, both quantizers side by side\n"
     "    DIR/toy.png       the last frame at twice the resolution\n"
     "\n"
+    "EXAMPLES\n"
+    "    optvq toy                      # the paper's picture: out/toy/toy.gif, toy.png\n"
+    "    optvq toy --codes 64 --points 500 --seed 3 --out toy64\n"
+    "\n"
     "EXIT STATUS\n"
     "    0 success, 1 runtime failure, 2 usage error.\n";
 

@@ -12,6 +12,7 @@ int cmd_decode(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 
 #endif

@@ -66,3 +66,71 @@ void cli_progress(const char *what, const char *unit, int64_t done, int64_t tota
     if (done == total)
         fputc('\n', stderr);
 }
+
+int cli_output_kind(const char *cmd, const char *opt, const char *path, unsigned allowed, cli_out_kind *kind)
+{
+    static const char *const what[] = {"a .npy file", "a .png/.jpg/.jpeg image", "a folder"};
+    size_t len = strlen(path);
+    cli_out_kind k;
+    if (len == 0) {
+        fprintf(stderr, "optvq %s: --%s is empty\n", cmd, opt);
+        return -1;
+    }
+    if (path[len - 1] == '/' || cli_is_dir(path))
+        k = CLI_OUT_FOLDER;
+    else if (cli_ends_with(path, ".npy"))
+        k = CLI_OUT_NPY;
+    else if (cli_ends_with(path, ".png") || cli_ends_with(path, ".jpg") || cli_ends_with(path, ".jpeg"))
+        k = CLI_OUT_IMAGE;
+    else {
+        fprintf(stderr,
+                "optvq %s: --%s %s: say what to write: a name ending in .npy (array), .png/.jpg/.jpeg "
+                "(image), or a folder (an existing one, or a name ending in /)\n",
+                cmd, opt, path);
+        return -1;
+    }
+    if (!(allowed & (1u << k))) {
+        char list[160] = "";
+        for (int i = 0; i < 3; i++)
+            if (allowed & (1u << i)) {
+                if (list[0])
+                    strncat(list, " or ", sizeof list - strlen(list) - 1);
+                strncat(list, what[i], sizeof list - strlen(list) - 1);
+            }
+        fprintf(stderr, "optvq %s: --%s %s is %s; here it must be %s\n", cmd, opt, path, what[k], list);
+        return -1;
+    }
+    *kind = k;
+    return 0;
+}
+
+int cli_prepare_output(const char *cmd, const char *path, int is_folder)
+{
+    char dir[4096];
+    size_t len = strlen(path);
+    if (len >= sizeof dir) {
+        fprintf(stderr, "optvq %s: %s: path too long\n", cmd, path);
+        return 1;
+    }
+    memcpy(dir, path, len + 1);
+    while (len > 1 && dir[len - 1] == '/')
+        dir[--len] = '\0';
+    if (!is_folder) {
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            return 0; /* the current folder */
+        if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    if (cli_make_dirs(dir) != 0) {
+        fprintf(stderr, "optvq %s: %s: cannot create folder %s: %s\n", cmd, path, dir, strerror(errno));
+        return 1;
+    }
+    if (access(dir, W_OK) != 0) {
+        fprintf(stderr, "optvq %s: %s: folder %s is not writable: %s\n", cmd, path, dir, strerror(errno));
+        return 1;
+    }
+    return 0;
+}

@@ -14,4 +14,16 @@ int cli_make_dirs(const char *path);
  * otherwise. `unit` names what is counted ("img"). */
 void cli_progress(const char *what, const char *unit, int64_t done, int64_t total, double t0);
 
+/* The output rule shared by every command: a name ending in .npy is an
+ * array, .png/.jpg/.jpeg an image, an existing folder or a name ending in '/'
+ * a folder; anything else is a usage error. `allowed` is a mask of
+ * (1u << kind). Prints a one-line error and returns -1 (exit 2) when the name
+ * says nothing or names a kind the command cannot write. */
+typedef enum cli_out_kind { CLI_OUT_NPY = 0, CLI_OUT_IMAGE = 1, CLI_OUT_FOLDER = 2 } cli_out_kind;
+int cli_output_kind(const char *cmd, const char *opt, const char *path, unsigned allowed, cli_out_kind *kind);
+/* Creates the missing folders of an output path (a folder output: the folder
+ * itself; a file: the folders above it) and checks they are writable, before
+ * any work is done. Prints a one-line error and returns 1 on failure. */
+int cli_prepare_output(const char *cmd, const char *path, int is_folder);
+
 #endif

@@ -4,11 +4,13 @@
 #include <stdio.h>
 
 static _Thread_local char last_error[512];
+static _Thread_local optvq_status last_status;
 
 optvq_status optvq_fail(optvq_status status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    last_status = status;
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
     /* one line, whatever a file put into the message (names, dtypes, ...) */
@@ -18,7 +20,13 @@ optvq_status optvq_fail(optvq_status status, const char *fmt, ...)
     return status;
 }
 
-void optvq_clear_error(void) { last_error[0] = '\0'; }
+void optvq_clear_error(void)
+{
+    last_error[0] = '\0';
+    last_status = OPTVQ_OK;
+}
+
+optvq_status optvq_last_status(void) { return last_status; }
 
 const char *optvq_last_error(void) { return last_error; }
 

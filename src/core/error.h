@@ -12,6 +12,8 @@
 /* Records the message and returns `status`, so callers can `return optvq_fail(...)`. */
 optvq_status optvq_fail(optvq_status status, const char *fmt, ...) OPTVQ_PRINTF(2, 3);
 void optvq_clear_error(void);
+/* The status of the last optvq_fail on this thread (OPTVQ_OK after a clear). */
+optvq_status optvq_last_status(void);
 
 /* Propagate a failing status. */
 #define OPTVQ_TRY(expr)                     \

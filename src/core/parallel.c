@@ -17,7 +17,14 @@ int optvq_cores(void)
     return n > 0 ? (int)n : 1;
 }
 
-void optvq_set_num_threads(int num_threads) { requested_threads = num_threads > 0 ? num_threads : 0; }
+/* Far more threads than any machine has: more would only exhaust memory
+ * (per-thread workspaces) or the thread limit. */
+#define MAX_THREADS 1024
+
+void optvq_set_num_threads(int num_threads)
+{
+    requested_threads = num_threads > 0 ? (num_threads < MAX_THREADS ? num_threads : MAX_THREADS) : 0;
+}
 
 int optvq_get_num_threads(void) { return optvq_threads(); }
 

@@ -215,7 +215,7 @@ optvq_status metrics_batch_signed(const float *originals, const float *recons, i
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "ssim: images must be at least %d x %d, got %d x %d", WIN, WIN,
                           height, width);
     const int64_t per = (int64_t)channels * height * width;
-    int64_t failed = -1; /* the first failing image, re-run below for its message */
+    int64_t first_failed = INT64_MAX; /* the first failing image, re-run below for its message */
     double work = (double)batch * (double)per * (ssim ? 600.0 : 10.0);
     int nt = optvq_threads_for(work);
     if (nt > batch)
@@ -223,21 +223,20 @@ optvq_status metrics_batch_signed(const float *originals, const float *recons, i
 #pragma omp parallel num_threads(nt)
     {
         float *scratch = malloc((size_t)(2 * per) * sizeof(float));
-#pragma omp for schedule(dynamic, 1)
+        /* a min-reduction, not a named critical section: those become exported symbols */
+#pragma omp for schedule(dynamic, 1) reduction(min : first_failed)
         for (int64_t i = 0; i < batch; i++) {
             optvq_status st = scratch ? pair_signed(originals + i * per, recons + i * per, channels, height, width,
                                                     scratch, psnr ? psnr + i : NULL, ssim ? ssim + i : NULL)
                                       : OPTVQ_ERR_NOMEM;
-            if (st != OPTVQ_OK) {
-#pragma omp critical(metrics_failed)
-                if (failed < 0 || i < failed)
-                    failed = i;
-            }
+            if (st != OPTVQ_OK && i < first_failed)
+                first_failed = i;
         }
         free(scratch);
     }
-    if (failed < 0)
+    if (first_failed == INT64_MAX)
         return OPTVQ_OK;
+    const int64_t failed = first_failed;
     float *scratch = malloc((size_t)(2 * per) * sizeof(float));
     if (!scratch)
         return optvq_fail(OPTVQ_ERR_NOMEM, "metrics: out of memory");

@@ -43,8 +43,8 @@
  *     SSIM = mean of map.
  *   Identical images give exactly 1.
  *
- * Where others differ: design.md §4 omits PSNR's eps (it writes 10 log10(1/mse),
- * inf for identical images) and the rounding of SSIM's Y to integers.
+ * Where others differ: a plain 10 log10(1/mse) has no eps (inf for identical
+ * images), and skimage does not round SSIM's Y to integers.
  * skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
  * use_sample_covariance=False, data_range=255) on the same rounded Y agrees to
  * ~3e-7 relative (its window stays in float64) except that it does not clip cs

@@ -217,7 +217,9 @@ static optvq_status decode_png(const char *path, const uint8_t *buf, size_t len,
         return st;
     }
     png_set_read_fn(png, c, png_read_cb);
-    png_set_user_limits(png, OPTVQ_IMAGE_MAX_SIDE, OPTVQ_IMAGE_MAX_SIDE);
+    /* libpng's own limit would stop at the header with "Invalid IHDR data";
+     * the check below names the size and the limit instead */
+    png_set_user_limits(png, 0x7fffffffu, 0x7fffffffu);
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
     int bit_depth = png_get_bit_depth(png, info);
@@ -466,6 +468,7 @@ optvq_status optvq_image_read_u8(const char *path, int channels, optvq_image_u8 
     for (size_t i = 0; i < n; i++)
         for (int s = 0; s < channels; s++)
             out->data[i * channels + s] = (uint8_t)raw_sample(&r, i, channels, s);
+    out->file_channels = r.channels <= 2 ? 1 : 3;
     raw_free(&r);
     return OPTVQ_OK;
 }

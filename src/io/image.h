@@ -39,6 +39,7 @@
 typedef struct optvq_image_u8 {
     int width, height, channels; /* channels: 1 or 3 */
     uint8_t *data;               /* height * width * channels, HWC interleaved */
+    int file_channels;           /* the file's colour: 1 grey, 3 colour (0: not from a file) */
 } optvq_image_u8;
 
 typedef struct optvq_image_f32 {
@@ -126,14 +127,29 @@ optvq_status optvq_image_center_crop(const optvq_image_u8 *src, int height, int 
 /* Mirrors left-right in place. */
 void optvq_image_flip_horizontal(optvq_image_u8 *img);
 
+/* JPEG outputs: quality 95 without chroma subsampling. */
+#define OPTVQ_IMAGE_JPEG_QUALITY 95
+/* Nonzero when the name ends in .jpg or .jpeg (any case). */
+int optvq_image_path_is_jpeg(const char *path);
+/* Writes an 8-bit grey or RGB image as a baseline JPEG, atomically. */
+optvq_status optvq_image_write_jpeg_u8(const char *path, const optvq_image_u8 *img, int quality);
+/* float32 CHW in [-1, 1] as optvq_image_write_png_signed, but JPEG when the
+ * name ends in .jpg/.jpeg, PNG otherwise. */
+optvq_status optvq_image_write_signed(const char *path, const float *chw, int channels, int height,
+                                      int width);
+
 /* ---- the reference's pipelines -------------------------------------------- */
 
 /* Validation: SmallestMaxSize(size) -> CenterCrop(size) -> [-1, 1].
  * `chw` receives src->channels * size * size floats. */
 optvq_status optvq_image_preprocess_val(const optvq_image_u8 *src, int size, float *chw);
 
-/* optvq_image_read_u8 + optvq_image_preprocess_val. */
+/* optvq_image_read_u8 + optvq_image_preprocess_val. `file_channels` (may be
+ * NULL) receives the file's colour channels (1 grey, 3 colour), so a caller
+ * can say when a conversion happened. */
 optvq_status optvq_image_load_val(const char *path, int size, int channels, float *chw);
+optvq_status optvq_image_load_val_ex(const char *path, int size, int channels, float *chw,
+                                     int *file_channels);
 
 /* Training, the reference's augmentation "v1": SmallestMaxSize(size) ->
  * RandomCrop(size, size) (offsets uniform over every valid position) ->

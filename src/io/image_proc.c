@@ -284,8 +284,16 @@ optvq_status optvq_image_preprocess_val(const optvq_image_u8 *src, int size, flo
 
 optvq_status optvq_image_load_val(const char *path, int size, int channels, float *chw)
 {
+    return optvq_image_load_val_ex(path, size, channels, chw, NULL);
+}
+
+optvq_status optvq_image_load_val_ex(const char *path, int size, int channels, float *chw,
+                                     int *file_channels)
+{
     optvq_image_u8 img;
     OPTVQ_TRY(optvq_image_read_u8(path, channels, &img));
+    if (file_channels)
+        *file_channels = img.file_channels;
     optvq_status st = optvq_image_preprocess_val(&img, size, chw);
     optvq_image_u8_free(&img);
     if (st != OPTVQ_OK) /* name the file */

@@ -15,7 +15,10 @@
 #define NPY_MAX_HEADER (1u << 20)
 #define NPY_MAX_BYTES ((int64_t)1 << 40) /* 1 TiB: anything larger is absurd */
 
-static size_t dtype_size(optvq_dtype t) { return (t == OPTVQ_F64 || t == OPTVQ_I64) ? 8 : 4; }
+static size_t dtype_size(optvq_dtype t)
+{
+    return (t == OPTVQ_F64 || t == OPTVQ_I64) ? 8 : t == OPTVQ_U8 ? 1 : 4;
+}
 
 static const char *dtype_descr(optvq_dtype t)
 {
@@ -24,16 +27,47 @@ static const char *dtype_descr(optvq_dtype t)
     case OPTVQ_F64: return "<f8";
     case OPTVQ_I32: return "<i4";
     case OPTVQ_I64: return "<i8";
+    case OPTVQ_U8: return "|u1";
     }
     return "?";
 }
 
+/* Element count of `ndim` dimensions, or -1 when ndim or a dimension is
+ * negative/too many or the product passes NPY_MAX_BYTES (no overflow). */
+static int64_t shape_numel(int ndim, const int64_t *shape)
+{
+    if (ndim < 0 || ndim > OPTVQ_MAX_DIMS)
+        return -1;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] != 0 && n > NPY_MAX_BYTES / shape[i]))
+            return -1;
+        n *= shape[i];
+    }
+    return n;
+}
+
 int64_t optvq_array_numel(const optvq_array *a)
 {
-    int64_t n = 1;
-    for (int i = 0; i < a->ndim; i++)
-        n *= a->shape[i];
-    return n;
+    if (!a)
+        return 0;
+    return shape_numel(a->ndim, a->shape);
+}
+
+/* The checks optvq_array_to_f32/_to_i64 make before touching a->data. */
+static optvq_status check_array(const char *function, const optvq_array *a, int64_t *numel)
+{
+    if (!a)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: array is NULL", function);
+    if ((unsigned)a->dtype > OPTVQ_U8)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: unknown dtype %d", function, (int)a->dtype);
+    *numel = optvq_array_numel(a);
+    if (*numel < 0)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: bad shape (ndim %d, a negative or absurd dimension)",
+                          function, a->ndim);
+    if (*numel > 0 && !a->data)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: array data is NULL", function);
+    return OPTVQ_OK;
 }
 
 void optvq_array_free(optvq_array *a)
@@ -89,9 +123,11 @@ static optvq_status parse_header(const char *path, const char *header, optvq_arr
         a->dtype = OPTVQ_I32;
     else if (!strcmp(descr, "<i8") || !strcmp(descr, "i8"))
         a->dtype = OPTVQ_I64;
+    else if (!strcmp(descr, "|u1") || !strcmp(descr, "u1") || !strcmp(descr, "<u1"))
+        a->dtype = OPTVQ_U8;
     else
         return optvq_fail(OPTVQ_ERR_FORMAT,
-                          "%s: unsupported dtype '%s' (need little-endian float32, float64, int32 or int64)",
+                          "%s: unsupported dtype '%s' (need little-endian float32, float64, int32, int64 or uint8)",
                           path, descr);
 
     p = find_key(header, "fortran_order");
@@ -141,7 +177,11 @@ static optvq_status parse_header(const char *path, const char *header, optvq_arr
 
 optvq_status optvq_npy_read(const char *path, optvq_array *out)
 {
+    if (!out)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: out is NULL", __func__);
     memset(out, 0, sizeof *out);
+    if (!path)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: path is NULL", __func__);
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return optvq_fail(OPTVQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -221,7 +261,8 @@ done:
 
 optvq_status optvq_array_to_f32(optvq_array *a)
 {
-    int64_t n = optvq_array_numel(a);
+    int64_t n;
+    OPTVQ_TRY(check_array(__func__, a, &n));
     if (a->dtype == OPTVQ_F32)
         return OPTVQ_OK;
     float *f = malloc((size_t)(n ? n : 1) * sizeof *f);
@@ -232,6 +273,7 @@ optvq_status optvq_array_to_f32(optvq_array *a)
         case OPTVQ_F64: f[i] = (float)((double *)a->data)[i]; break;
         case OPTVQ_I32: f[i] = (float)((int32_t *)a->data)[i]; break;
         case OPTVQ_I64: f[i] = (float)((int64_t *)a->data)[i]; break;
+        case OPTVQ_U8: f[i] = (float)((uint8_t *)a->data)[i]; break;
         default: break;
         }
     }
@@ -243,7 +285,8 @@ optvq_status optvq_array_to_f32(optvq_array *a)
 
 optvq_status optvq_array_to_i64(optvq_array *a)
 {
-    int64_t n = optvq_array_numel(a);
+    int64_t n;
+    OPTVQ_TRY(check_array(__func__, a, &n));
     if (a->dtype == OPTVQ_I64)
         return OPTVQ_OK;
     if (a->dtype != OPTVQ_I32)
@@ -262,15 +305,25 @@ optvq_status optvq_array_to_i64(optvq_array *a)
 optvq_status optvq_npy_write(const char *path, optvq_dtype dtype, int ndim, const int64_t *shape,
                              const void *data)
 {
+    if (!path)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: path is NULL", __func__);
+    if ((unsigned)dtype > OPTVQ_U8)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: unknown dtype %d", path, (int)dtype);
     if (ndim < 0 || ndim > OPTVQ_MAX_DIMS)
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: bad ndim %d", path, ndim);
+    if (ndim > 0 && !shape)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: shape is NULL", path);
+    /* the limit optvq_npy_read() applies, so what is written can be read back */
+    const int64_t count = shape_numel(ndim, shape);
+    if (count < 0 || count > NPY_MAX_BYTES / (int64_t)dtype_size(dtype))
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: shape has a negative or absurd dimension", path);
+    if (count > 0 && !data)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: data is NULL", path);
     char dict[512];
     int len = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", dtype_descr(dtype));
-    int64_t numel = 1;
     for (int i = 0; i < ndim; i++) {
         len += snprintf(dict + len, sizeof dict - (size_t)len, "%lld,%s", (long long)shape[i],
                         (i + 1 < ndim) ? " " : "");
-        numel *= shape[i];
     }
     if (ndim > 1) /* numpy writes (3,) for 1-D and (2, 3) for more */
         len--;
@@ -289,7 +342,7 @@ optvq_status optvq_npy_write(const char *path, optvq_dtype dtype, int ndim, cons
     for (int i = 0; i < pad; i++)
         fputc(' ', f.fp);
     fputc('\n', f.fp);
-    if (numel > 0)
-        fwrite(data, dtype_size(dtype), (size_t)numel, f.fp);
+    if (count > 0)
+        fwrite(data, dtype_size(dtype), (size_t)count, f.fp);
     return optvq_atomic_commit(&f);
 }

@@ -1,6 +1,6 @@
-/* PyTorch checkpoints (torch.save, torch >= 1.6) read without Python.
+/* PyTorch checkpoints (torch.save) read without Python.
  *
- * The file is a zip archive: <prefix>/data.pkl holds a pickle of the saved
+ * Two layouts. Since torch 1.6 the file is a zip archive: <prefix>/data.pkl holds a pickle of the saved
  * object in which every tensor's storage is a persistent id naming the
  * archive entry <prefix>/data/<key>. We read the zip's central directory
  * (stored and deflated entries, zip64, every offset and size checked, CRC-32
@@ -8,7 +8,19 @@
  * needs, and only the globals that describe one (OrderedDict, the tensor
  * rebuild functions, the storage types). Nothing is ever executed or
  * imported: a global is a tag compared against that list; anything else is
- * refused by name. */
+ * refused by name.
+ *
+ * The legacy layout (torch < 1.6, or _use_new_zipfile_serialization=False;
+ * lpips's and pyiqa's published heads use it) is five things back to back:
+ * a pickle of the magic number 0x1950a86a20f9469cfc6c, a pickle of the
+ * protocol version 1001, a pickle of the sys_info dict (little_endian must be
+ * true), the pickle of the saved object, whose persistent ids are
+ * ('storage', type, key, location, numel, view_metadata), and a pickle of the
+ * sorted list of storage keys; then, for each key in that order, an int64
+ * element count and the raw little-endian elements. The same safe pickle
+ * subset reads the pickles; every count is checked against the pickle's
+ * declaration and the file's size. Storage views (view_metadata not None,
+ * torch < 0.4) are refused. */
 #include "core/error.h"
 #include "io/weights.h"
 
@@ -292,6 +304,8 @@ typedef struct pk_vm {
     zip *z;
     const char *prefix; /* archive folder, with its trailing '/' */
     size_t prefix_len;
+    const char *pkl_name; /* for messages: "data.pkl" or "the legacy torch.save file" */
+    int legacy;           /* storages are z->e entries appended by persistent_load */
     pk_obj *obj;
     int32_t n_obj, cap_obj;
     int32_t *stack;
@@ -320,8 +334,8 @@ static void vm_free(pk_vm *vm)
 
 static optvq_status bad(pk_vm *vm, size_t at, const char *what)
 {
-    return optvq_fail(OPTVQ_ERR_FORMAT, "%s: unsupported or corrupt pickle in data.pkl at byte %zu: %s", vm->path, at,
-                      what);
+    return optvq_fail(OPTVQ_ERR_FORMAT, "%s: unsupported or corrupt pickle in %s at byte %zu: %s", vm->path,
+                      vm->pkl_name, at, what);
 }
 
 static int grow(void **p, int32_t *cap, size_t elem, int64_t need, int64_t max)
@@ -395,6 +409,8 @@ static int resolve_global(pk_vm *vm, const char *mod, size_t mlen, const char *n
     static const struct { const char *mod, *name; int id; optvq_wtype wt; } allowed[] = {
         {"collections", "OrderedDict", G_ODICT, OPTVQ_WT_F32},
         {"torch._utils", "_rebuild_tensor_v2", G_REBUILD_TENSOR_V2, OPTVQ_WT_F32},
+        /* torch 0.3's (storage, offset, size, stride): v2's first four arguments */
+        {"torch._utils", "_rebuild_tensor", G_REBUILD_TENSOR_V2, OPTVQ_WT_F32},
         {"torch._utils", "_rebuild_parameter", G_REBUILD_PARAMETER, OPTVQ_WT_F32},
         {"torch._utils", "_rebuild_parameter_with_state", G_REBUILD_PARAMETER_WITH_STATE, OPTVQ_WT_F32},
         {"torch", "FloatStorage", G_STORAGE, OPTVQ_WT_F32},
@@ -420,10 +436,52 @@ static int resolve_global(pk_vm *vm, const char *mod, size_t mlen, const char *n
             return 0;
         }
     optvq_fail(OPTVQ_ERR_FORMAT,
-               "%s: the pickle in data.pkl refers to '%.*s.%.*s', which a state dict never needs; refused "
+               "%s: the pickle in %s refers to '%.*s.%.*s', which a state dict never needs; refused "
                "(nothing is executed)",
-               vm->path, (int)(mlen > 100 ? 100 : mlen), mod, (int)(nlen > 100 ? 100 : nlen), name);
+               vm->path, vm->pkl_name, (int)(mlen > 100 ? 100 : mlen), mod, (int)(nlen > 100 ? 100 : nlen), name);
     return -1;
+}
+
+/* Legacy persistent id: every reference appends one z->e entry naming its key
+ * (size = the declared bytes, no data yet); legacy_read_data() later sorts
+ * them by key and points each at its record. The tuple was checked by
+ * persistent_load. */
+static int legacy_storage(pk_vm *vm, int32_t pid, size_t at, int32_t *out)
+{
+    const pk_obj *t = &vm->obj[pid];
+    if (t->n != 6 || vm->obj[t->items[5]].kind != K_NONE)
+        return bad(vm, at, "a storage view (view_metadata set: torch < 0.4); re-save the file with a newer torch"), -1;
+    const pk_obj *ty = &vm->obj[t->items[1]], *key = &vm->obj[t->items[2]], *cnt = &vm->obj[t->items[4]];
+    const optvq_wtype wt = ty->u.g.wt;
+    const int64_t numel = cnt->u.i;
+    const char *key_s = key->s;
+    const size_t key_len = key->slen;
+    zip *z = vm->z;
+    if (z->n >= PKL_MAX_OBJECTS)
+        return bad(vm, at, "too many storages"), -1;
+    if ((z->n & (z->n - 1)) == 0) { /* capacity doubles at powers of two */
+        zentry *e = realloc(z->e, sizeof *e * (size_t)(z->n ? 2 * z->n : 1));
+        if (!e)
+            return bad(vm, at, "out of memory for the storages"), -1;
+        z->e = e;
+    }
+    zentry *e = &z->e[z->n];
+    memset(e, 0, sizeof *e);
+    e->name = key_s;
+    e->name_len = key_len;
+    e->size = (uint64_t)numel * optvq_wtype_size(wt);
+    e->local_off = (uint64_t)z->n; /* the reference's order, for a stable sort */
+    e->comp_size = optvq_wtype_size(wt);
+    int32_t s = new_obj(vm, K_STORAGE, at);
+    if (s < 0)
+        return -1;
+    vm->obj[s].u.i = z->n++;
+    vm->obj[s].wt = wt;
+    vm->obj[s].numel = numel;
+    vm->obj[s].s = key_s;
+    vm->obj[s].slen = key_len;
+    *out = s;
+    return 0;
 }
 
 /* BINPERSID: ('storage', StorageType, key, location, numel) -> STORAGE */
@@ -439,6 +497,8 @@ static int persistent_load(pk_vm *vm, int32_t pid, size_t at, int32_t *out)
         return bad(vm, at, "malformed storage key"), -1;
     if (cnt->kind != K_INT || cnt->u.i < 0 || cnt->u.i > ((int64_t)1 << 50))
         return bad(vm, at, "malformed storage size"), -1;
+    if (vm->legacy)
+        return legacy_storage(vm, pid, at, out);
     char name[600];
     snprintf(name, sizeof name, "%.*sdata/%.*s", (int)vm->prefix_len, vm->prefix, (int)key->slen, key->s);
     zentry *e = zip_find(vm->z, name, strlen(name));
@@ -608,10 +668,17 @@ static int memo_put(pk_vm *vm, int64_t idx, size_t len, size_t at)
     return 0;
 }
 
-/* Runs the pickle; on success *result is the index of the unpickled object. */
-static optvq_status run_pickle(pk_vm *vm, const unsigned char *p, size_t len, int32_t *result)
+/* Runs the pickle; on success *result is the index of the unpickled object and
+ * *end (may be NULL) the offset just past its STOP. The stack, marks and memo
+ * start empty (objects made by an earlier pickle stay valid). */
+static optvq_status run_pickle(pk_vm *vm, const unsigned char *p, size_t len, int32_t *result, size_t *end)
 {
     size_t pos = 0;
+    vm->sp = 0;
+    vm->n_marks = 0;
+    vm->memo_next = 0;
+    for (int64_t i = 0; i < vm->cap_memo; i++)
+        vm->memo[i] = -1;
     int32_t base = 0; /* stack floor above the current mark (for POP) */
     for (;;) {
         size_t op_at = pos;
@@ -634,6 +701,8 @@ static optvq_status run_pickle(pk_vm *vm, const unsigned char *p, size_t len, in
             if (vm->sp < 1)
                 return bad(vm, op_at, "STOP with an empty stack");
             *result = vm->stack[vm->sp - 1];
+            if (end)
+                *end = pos;
             return OPTVQ_OK;
         case '}': /* EMPTY_DICT */
         case ']': /* EMPTY_LIST */
@@ -940,6 +1009,135 @@ static optvq_status materialise(pk_vm *vm, const pk_tensor *t, const char *name,
     return optvq_weights_add_raw(w, name, t->ndim, t->size, dst, 1, vm->path);
 }
 
+/* ======================================================================== */
+/* the legacy (non-zip) layout                                               */
+/* ======================================================================== */
+
+/* The pickle of MAGIC_NUMBER 0x1950a86a20f9469cfc6c after PROTO n: LONG1 of
+ * 10 bytes, STOP. */
+static const unsigned char kLegacyMagic[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9,
+                                             0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
+
+static int is_legacy(const unsigned char *m, size_t size)
+{
+    return size >= 2 + sizeof kLegacyMagic && m[0] == 0x80 && m[1] >= 2 && m[1] <= 5 &&
+           !memcmp(m + 2, kLegacyMagic, sizeof kLegacyMagic);
+}
+
+static int cmp_storage_ref(const void *a, const void *b)
+{
+    const zentry *x = a, *y = b;
+    int c = cmp_zentry(a, b);
+    if (c)
+        return c;
+    return x->local_off < y->local_off ? -1 : x->local_off > y->local_off;
+}
+
+/* After the object's pickle: the key list and the storage records from *pos.
+ * z->e holds one entry per storage reference (legacy_storage); they are sorted
+ * by key, which renumbers them, so storage objects are remapped. */
+static optvq_status legacy_read_data(pk_vm *vm, const unsigned char *m, size_t size, size_t pos)
+{
+    zip *z = vm->z;
+    const char *path = vm->path;
+    int32_t keys = -1;
+    size_t end = 0;
+    OPTVQ_TRY(run_pickle(vm, m + pos, size - pos, &keys, &end));
+    pos += end;
+    const pk_obj *kl = &vm->obj[keys];
+    if (kl->kind != K_LIST)
+        return optvq_fail(OPTVQ_ERR_FORMAT, "%s: legacy torch.save file: the storage key list is not a list", path);
+    /* sort the references by key (ties in pickle order), remembering where each went */
+    int64_t *where = malloc(sizeof *where * (size_t)(z->n ? z->n : 1));
+    if (!where)
+        return optvq_fail(OPTVQ_ERR_NOMEM, "%s: out of memory", path);
+    qsort(z->e, (size_t)z->n, sizeof *z->e, cmp_storage_ref);
+    for (int64_t i = 0; i < z->n; i++)
+        where[z->e[i].local_off] = i;
+    for (int32_t i = 0; i < vm->n_obj; i++)
+        if (vm->obj[i].kind == K_STORAGE)
+            vm->obj[i].u.i = where[vm->obj[i].u.i];
+    free(where);
+    /* the references to one key must agree on its size in bytes */
+    for (int64_t i = 1; i < z->n; i++)
+        if (!cmp_zentry(&z->e[i - 1], &z->e[i]) && z->e[i - 1].size != z->e[i].size)
+            return optvq_fail(OPTVQ_ERR_FORMAT,
+                              "%s: legacy torch.save file: storage '%.*s' is declared with two sizes", path,
+                              (int)(z->e[i].name_len > 100 ? 100 : z->e[i].name_len), z->e[i].name);
+    for (int32_t k = 0; k < kl->n; k++) {
+        const pk_obj *ko = &vm->obj[kl->items[k]];
+        if (ko->kind != K_STR)
+            return optvq_fail(OPTVQ_ERR_FORMAT, "%s: legacy torch.save file: a storage key is not a string", path);
+        const int kn = (int)(ko->slen > 100 ? 100 : ko->slen);
+        zentry probe;
+        memset(&probe, 0, sizeof probe);
+        probe.name = ko->s;
+        probe.name_len = ko->slen;
+        zentry *e = bsearch(&probe, z->e, (size_t)z->n, sizeof *z->e, cmp_zentry);
+        if (!e)
+            return optvq_fail(OPTVQ_ERR_FORMAT, "%s: legacy torch.save file: storage '%.*s' is listed but never used",
+                              path, kn, ko->s);
+        while (e > z->e && !cmp_zentry(e - 1, &probe))
+            e--; /* the first reference: its type sets the record's element size */
+        if (e->ready)
+            return optvq_fail(OPTVQ_ERR_FORMAT, "%s: legacy torch.save file: storage '%.*s' is listed twice", path,
+                              kn, ko->s);
+        if (size - pos < 8)
+            return optvq_fail(OPTVQ_ERR_FORMAT, "%s: truncated legacy torch.save file (storage '%.*s' is missing)",
+                              path, kn, ko->s);
+        const uint64_t count = rd64(m + pos);
+        pos += 8;
+        if (count > ((uint64_t)1 << 50) || count * e->comp_size != e->size)
+            return optvq_fail(OPTVQ_ERR_FORMAT,
+                              "%s: legacy torch.save file: storage '%.*s' holds %llu elements but was declared with "
+                              "%llu",
+                              path, kn, ko->s, (unsigned long long)count,
+                              (unsigned long long)(e->size / e->comp_size));
+        if (e->size > size - pos)
+            return optvq_fail(OPTVQ_ERR_FORMAT, "%s: truncated legacy torch.save file (storage '%.*s' runs past the "
+                              "end)", path, kn, ko->s);
+        for (zentry *f = e; f < z->e + z->n && !cmp_zentry(f, &probe); f++) {
+            f->data = m + pos;
+            f->ready = 1;
+        }
+        pos += (size_t)e->size;
+    }
+    for (int64_t i = 0; i < z->n; i++)
+        if (!z->e[i].ready)
+            return optvq_fail(OPTVQ_ERR_FORMAT, "%s: legacy torch.save file: storage '%.*s' has no data (truncated?)",
+                              path, (int)(z->e[i].name_len > 100 ? 100 : z->e[i].name_len), z->e[i].name);
+    return OPTVQ_OK;
+}
+
+/* The header pickles, then the object's; *root and *pos (just past it) out. */
+static optvq_status legacy_read(pk_vm *vm, const unsigned char *m, size_t size, int32_t *root, size_t *pos)
+{
+    const char *path = vm->path;
+    size_t at = 2 + sizeof kLegacyMagic, end = 0;
+    int32_t o = -1;
+    OPTVQ_TRY(run_pickle(vm, m + at, size - at, &o, &end)); /* protocol version */
+    at += end;
+    if (vm->obj[o].kind != K_INT || vm->obj[o].u.i != 1001)
+        return optvq_fail(OPTVQ_ERR_FORMAT, "%s: legacy torch.save file of unknown protocol version", path);
+    OPTVQ_TRY(run_pickle(vm, m + at, size - at, &o, &end)); /* sys_info */
+    at += end;
+    const pk_obj *info = &vm->obj[o];
+    const pk_obj *le = info->kind == K_DICT ? dict_get(vm, info, "little_endian") : NULL;
+    if (!le || le->kind != K_BOOL)
+        return optvq_fail(OPTVQ_ERR_FORMAT, "%s: legacy torch.save file without its sys_info", path);
+    if (!le->u.i)
+        return optvq_fail(OPTVQ_ERR_FORMAT, "%s: legacy torch.save file saved on a big-endian machine (unsupported)",
+                          path);
+    vm->legacy = 1;
+    OPTVQ_TRY(run_pickle(vm, m + at, size - at, root, &end));
+    *pos = at + end;
+    return OPTVQ_OK;
+}
+
+/* ======================================================================== */
+/* entry point                                                               */
+/* ======================================================================== */
+
 optvq_status optvq_weights_load_pth(const char *path, optvq_weights **out)
 {
     *out = NULL;
@@ -956,10 +1154,26 @@ optvq_status optvq_weights_load_pth(const char *path, optvq_weights **out)
     memset(&vm, 0, sizeof vm);
     vm.path = path;
     vm.z = &z;
+    vm.pkl_name = "data.pkl";
     optvq_weights *w = NULL;
+    int32_t root = -1;
 
+    if (is_legacy(map, size)) {
+        vm.pkl_name = "the legacy torch.save file";
+        size_t pos = 0;
+        st = legacy_read(&vm, map, size, &root, &pos);
+        if (st == OPTVQ_OK)
+            st = legacy_read_data(&vm, map, size, pos);
+        if (st != OPTVQ_OK)
+            goto done;
+        goto collect;
+    }
     if (size < 4 || memcmp(map, "PK\3\4", 4) != 0) {
-        st = optvq_fail(OPTVQ_ERR_FORMAT, "%s: not a PyTorch checkpoint (not a zip archive)", path);
+        if (size >= 2 && ((const unsigned char *)map)[0] == 0x80)
+            st = optvq_fail(OPTVQ_ERR_FORMAT, "%s: not a PyTorch checkpoint (a pickle, but not a legacy torch.save "
+                            "file: bad magic number)", path);
+        else
+            st = optvq_fail(OPTVQ_ERR_FORMAT, "%s: not a PyTorch checkpoint (not a zip archive)", path);
         goto done;
     }
     st = zip_open(&z);
@@ -1012,11 +1226,11 @@ optvq_status optvq_weights_load_pth(const char *path, optvq_weights **out)
     st = zip_data(&z, pkl);
     if (st != OPTVQ_OK)
         goto done;
-    int32_t root = -1;
-    st = run_pickle(&vm, pkl->data, (size_t)pkl->size, &root);
+    st = run_pickle(&vm, pkl->data, (size_t)pkl->size, &root, NULL);
     if (st != OPTVQ_OK)
         goto done;
 
+collect:;
     const pk_obj *top = &vm.obj[root];
     if (top->kind != K_DICT) {
         st = optvq_fail(OPTVQ_ERR_FORMAT, "%s: the checkpoint holds no dict (expected a state dict)", path);

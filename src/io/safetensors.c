@@ -225,6 +225,14 @@ optvq_status optvq_weights_load_safetensors(const char *path, optvq_weights **ou
     st = optvq_weights_create(&w);
     if (st != OPTVQ_OK)
         goto done;
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+    for (const cJSON *m = cJSON_IsObject(meta) ? meta->child : NULL; m && st == OPTVQ_OK; m = m->next)
+        if (cJSON_IsString(m) && m->string && strcmp(m->string, "format") &&
+            optvq_weights_meta_count(w) < OPTVQ_WEIGHTS_MAX_META && strlen(m->string) <= 256 &&
+            strlen(m->valuestring) <= 4096) /* others are foreign: kept out, never an error */
+            st = optvq_weights_set_meta(w, m->string, m->valuestring);
+    if (st != OPTVQ_OK)
+        goto done;
     for (const cJSON *e = root->child; e; e = e->next) {
         const char *name = e->string ? e->string : "";
         if (!strcmp(name, "__metadata__"))
@@ -343,7 +351,15 @@ optvq_status optvq_weights_save_safetensors(const optvq_weights *w, const char *
     sbuf hb = {0};
     char num[64];
     uint64_t offset = 0;
-    sb_str(&hb, "{\"__metadata__\":{\"format\":\"pt\"}");
+    sb_str(&hb, "{\"__metadata__\":{\"format\":\"pt\"");
+    for (int i = 0; i < optvq_weights_meta_count(w); i++) {
+        const char *key = optvq_weights_meta_key(w, i);
+        sb_str(&hb, ",");
+        sb_json_string(&hb, key);
+        sb_str(&hb, ":");
+        sb_json_string(&hb, optvq_weights_meta(w, key));
+    }
+    sb_str(&hb, "}");
     for (int64_t i = 0; i < n; i++) {
         const optvq_tensor *t = order[i];
         sb_str(&hb, ",");

@@ -33,6 +33,9 @@ struct optvq_weights {
     size_t n_slots; /* power of two */
     void *map;
     size_t map_size;
+    /* safetensors __metadata__: string pairs (integers of a checkpoint) */
+    char *meta_keys[OPTVQ_WEIGHTS_MAX_META], *meta_values[OPTVQ_WEIGHTS_MAX_META];
+    int meta_count;
 };
 
 /* ---- store ------------------------------------------------------------ */
@@ -55,9 +58,56 @@ void optvq_weights_free(optvq_weights *w)
     }
     free(w->items);
     free(w->slots);
+    for (int i = 0; i < w->meta_count; i++) {
+        free(w->meta_keys[i]);
+        free(w->meta_values[i]);
+    }
     if (w->map)
         munmap(w->map, w->map_size);
     free(w);
+}
+
+optvq_status optvq_weights_set_meta(optvq_weights *w, const char *key, const char *value)
+{
+    if (!w || !key || !value)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "optvq_weights_set_meta: NULL argument");
+    if (!key[0] || !strcmp(key, "format") || strlen(key) > 256 || strlen(value) > 4096)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "weights metadata key '%.64s' is empty, reserved or too long", key);
+    for (int i = 0; i < w->meta_count; i++)
+        if (!strcmp(w->meta_keys[i], key)) {
+            char *v = strdup(value);
+            if (!v)
+                return optvq_fail(OPTVQ_ERR_NOMEM, "out of memory for weights metadata");
+            free(w->meta_values[i]);
+            w->meta_values[i] = v;
+            return OPTVQ_OK;
+        }
+    if (w->meta_count == OPTVQ_WEIGHTS_MAX_META)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "more than %d weights metadata entries", OPTVQ_WEIGHTS_MAX_META);
+    char *k = strdup(key), *v = strdup(value);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return optvq_fail(OPTVQ_ERR_NOMEM, "out of memory for weights metadata");
+    }
+    w->meta_keys[w->meta_count] = k;
+    w->meta_values[w->meta_count++] = v;
+    return OPTVQ_OK;
+}
+
+const char *optvq_weights_meta(const optvq_weights *w, const char *key)
+{
+    for (int i = 0; w && key && i < w->meta_count; i++)
+        if (!strcmp(w->meta_keys[i], key))
+            return w->meta_values[i];
+    return NULL;
+}
+
+int optvq_weights_meta_count(const optvq_weights *w) { return w ? w->meta_count : 0; }
+
+const char *optvq_weights_meta_key(const optvq_weights *w, int i)
+{
+    return w && i >= 0 && i < w->meta_count ? w->meta_keys[i] : NULL;
 }
 
 void optvq_weights_keep_mapping(optvq_weights *w, void *map, size_t size)
@@ -265,11 +315,8 @@ optvq_status optvq_weights_load(const char *path, optvq_weights **out)
     fclose(fp);
     if (n >= 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4)
         return optvq_weights_load_pth(path, out);
-    if (n >= 2 && magic[0] == 0x80 && magic[1] <= 5)
-        return optvq_fail(OPTVQ_ERR_FORMAT,
-                          "%s: a legacy (pre-1.6, non-zip) torch.save file; re-save it with torch.save in "
-                          "torch >= 1.6",
-                          path);
+    if (n >= 2 && magic[0] == 0x80 && magic[1] <= 5) /* a pickle: legacy (non-zip) torch.save */
+        return optvq_weights_load_pth(path, out);
     return optvq_weights_load_safetensors(path, out);
 }
 

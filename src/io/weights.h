@@ -28,12 +28,14 @@ typedef struct optvq_tensor {
 /* An empty store. */
 optvq_status optvq_weights_create(optvq_weights **out);
 /* Reads a file, detecting its format by its first bytes: a zip archive
- * ("PK\3\4") is a PyTorch checkpoint, anything else must be safetensors.
+ * ("PK\3\4") or a pickle (0x80, legacy torch.save) is a PyTorch checkpoint,
+ * anything else must be safetensors.
  * Tensors of other dtypes (F16, BF16, F64, integers, bool) are converted
  * to float32. */
 optvq_status optvq_weights_load(const char *path, optvq_weights **out);
 optvq_status optvq_weights_load_safetensors(const char *path, optvq_weights **out);
-/* PyTorch checkpoint (torch >= 1.6 zip format). The tensors are those of the
+/* PyTorch checkpoint (torch >= 1.6 zip format, or the legacy non-zip format
+ * of torch < 1.6 / _use_new_zipfile_serialization=False). The tensors are those of the
  * top-level dict's "model" entry when it is a dict, else of its "state_dict"
  * entry, else of the top-level dict itself; non-tensor values are skipped. */
 optvq_status optvq_weights_load_pth(const char *path, optvq_weights **out);
@@ -48,8 +50,20 @@ const optvq_tensor *optvq_weights_find(const optvq_weights *w, const char *name)
  * a duplicate name is an error. */
 optvq_status optvq_weights_add(optvq_weights *w, const char *name, int ndim, const int64_t *shape,
                                const float *data);
+/* String metadata, kept in the safetensors header's "__metadata__" object
+ * (a checkpoint's integers: steps, seed, counters). "format" is reserved
+ * (always "pt"); at most OPTVQ_WEIGHTS_MAX_META entries; setting a key again
+ * replaces its value. The reader keeps every string-valued entry. */
+#define OPTVQ_WEIGHTS_MAX_META 64
+optvq_status optvq_weights_set_meta(optvq_weights *w, const char *key, const char *value);
+/* The value, or NULL when absent. */
+const char *optvq_weights_meta(const optvq_weights *w, const char *key);
+int optvq_weights_meta_count(const optvq_weights *w);
+const char *optvq_weights_meta_key(const optvq_weights *w, int i);
+
 /* Writes all tensors as F32 safetensors, names sorted, header padded to a
- * multiple of 8 bytes, atomically (temporary file, fsync, rename). */
+ * multiple of 8 bytes, the metadata beside "format": "pt", atomically
+ * (temporary file, fsync, rename). */
 optvq_status optvq_weights_save_safetensors(const optvq_weights *w, const char *path);
 
 /* Strict loading by name. */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #define MAX_CONFIG_BYTES (16 << 20)
@@ -393,9 +394,14 @@ static void read_train(reader *r, const cJSON *root, model_config *m)
     t->mul_learning_rate = get_num(r, tr, "mul_learning_rate", 1.0);
     t->weight_decay = get_num(r, tr, "weight_decay", 0.05);
     const char *init = get_str(r, tr, "use_initiate", "");
+    /* The reference's vqbase configs say random_select, which its generate_codes
+     * does not know: their codebook keeps the random init, as with null. */
+    if (!strcmp(init, "random_select"))
+        init = "";
     snprintf(t->use_initiate, sizeof t->use_initiate, "%s", init);
     if (r->status == OPTVQ_OK && init[0] && strcmp(init, "kmeans") && strcmp(init, "random"))
-        r->status = optvq_fail(OPTVQ_ERR_FORMAT, "%s: train.use_initiate '%s' is not kmeans, random or null", r->what,
+        r->status = optvq_fail(OPTVQ_ERR_FORMAT,
+                               "%s: train.use_initiate '%s' is not kmeans, random, random_select or null", r->what,
                                init);
     r->section = "data";
     t->batch_size = get_int(r, data, "batch_size", 1024, 1, 1 << 20);
@@ -404,7 +410,8 @@ static void read_train(reader *r, const cJSON *root, model_config *m)
     if (!ds && cJSON_IsObject(dtrain)) {
         const char *target = get_str(r, dtrain, "target", "");
         const char *cls = class_name(target);
-        ds = !strcmp(cls, "FashionMNIST") ? "fashion-mnist" : !strcmp(cls, "MNIST") ? "mnist" : "";
+        /* only Fashion-MNIST is packaged (Debian); MNIST, CIFAR-10 and ImageNet need --data */
+        ds = !strcmp(cls, "FashionMNIST") ? "fashion-mnist" : "";
     }
     snprintf(t->dataset, sizeof t->dataset, "%s", ds ? ds : "");
     t->resize = 32;
@@ -531,6 +538,9 @@ optvq_status model_config_parse(const char *text, size_t len, const char *what, 
 
 optvq_status model_config_load(const char *path, model_config *out)
 {
+    struct stat path_st; /* fopen() opens a folder; only reading it would fail */
+    if (stat(path, &path_st) == 0 && S_ISDIR(path_st.st_mode))
+        return optvq_fail(OPTVQ_ERR_IO, "%s: is a folder, not a config file", path);
     FILE *f = fopen(path, "rb");
     if (!f)
         return optvq_fail(OPTVQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));

@@ -62,11 +62,11 @@ struct discriminator {
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 static optvq_status add_param(discriminator *d, int state_index, const char *what, int ndim,
-                              const int64_t *shape, int *index)
+                              const int64_t *shape, nn_role role, int64_t fan_in, int *index)
 {
     char name[NN_PARAM_NAME_MAX];
     snprintf(name, sizeof name, DISC_PREFIX "main.%d.%s", state_index, what);
-    return nn_params_add(&d->params, name, ndim, shape, index);
+    return nn_params_add_role(&d->params, name, ndim, shape, role, fan_in, index);
 }
 
 static void init_params(discriminator *d, uint64_t seed)
@@ -141,13 +141,13 @@ optvq_status disc_create(const disc_config *c, uint64_t seed, discriminator **ou
         int64_t wshape[4] = {cv->cout, cv->cin, 4, 4}, cshape[1] = {cv->cout};
         int has_bias = (i == 0 || i == d->nconv - 1);
         cv->b = -1;
-        st = add_param(d, cv->state_index, "weight", 4, wshape, &cv->w);
+        st = add_param(d, cv->state_index, "weight", 4, wshape, NN_ROLE_CONV_WEIGHT, cv->cin * 16, &cv->w);
         if (st == OPTVQ_OK && has_bias)
-            st = add_param(d, cv->state_index, "bias", 1, cshape, &cv->b);
+            st = add_param(d, cv->state_index, "bias", 1, cshape, NN_ROLE_BIAS, cv->cin * 16, &cv->b);
         if (st == OPTVQ_OK && cv->bn) {
-            st = add_param(d, cv->state_index + 1, "weight", 1, cshape, &cv->bn_w);
+            st = add_param(d, cv->state_index + 1, "weight", 1, cshape, NN_ROLE_NORM_WEIGHT, 0, &cv->bn_w);
             if (st == OPTVQ_OK)
-                st = add_param(d, cv->state_index + 1, "bias", 1, cshape, &cv->bn_b);
+                st = add_param(d, cv->state_index + 1, "bias", 1, cshape, NN_ROLE_NORM_BIAS, 0, &cv->bn_b);
         }
     }
     if (st == OPTVQ_OK)

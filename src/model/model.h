@@ -1,7 +1,7 @@
 /* OptVQ models: VQModel = encoder -> quant_conv -> quantizer -> post_quant_conv
  * -> decoder, with the plain CNN (MNIST/CIFAR-10 configs) or the taming VQGAN
  * encoder/decoder (ImageNet configs). Parameter names are the PyTorch
- * state-dict names (design.md §2). */
+ * state-dict names (docs/behaviour.md §2). */
 #ifndef OPTVQ_MODEL_MODEL_H
 #define OPTVQ_MODEL_MODEL_H
 #include "nn/nn.h"
@@ -31,7 +31,7 @@ typedef struct train_settings {
     double mul_learning_rate; /* the quantizer's lr multiplier               */
     double weight_decay;
     char use_initiate[16];    /* "kmeans", "random" or "" (N(0,1) default)   */
-    char dataset[64];         /* "fashion-mnist", "mnist" or a folder path   */
+    char dataset[64];         /* "fashion-mnist", "" (give --data) or a path */
     int64_t resize;           /* data.*.transform resize (32)                */
     double loss_l1, loss_l2, loss_q, loss_p;
     /* AELossWithDisc (the ImageNet configs): PatchGAN + adaptive weight */

@@ -1,13 +1,14 @@
-/* VQModel inference: encoder -> quant_conv -> quantizer -> post_quant_conv ->
- * decoder (design.md §2). Each forward runs twice through the same code: a
- * planning pass that only sizes the activation arena and the workspace, then
- * the real pass. Activations live in a small pool of equal buffers that are
- * recycled block by block, so memory stays a few activations, not the
- * whole graph. */
+/* VQModel: encoder -> quant_conv -> quantizer -> post_quant_conv -> decoder
+ * (docs/behaviour.md §2). The encoder and decoder are the graphs of
+ * model/graph.c; inference runs them with activations ping-ponging between
+ * two buffers plus the blocks' scratch, sized by the graphs' planner, so
+ * memory stays a few activations, not the whole graph. One registry holds
+ * every parameter, the quantizer's as aliases of its own buffers. */
 #include "model/vqmodel.h"
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "model/graph.h"
 #include "nn/nn.h"
 
 #include "core/rng.h"
@@ -15,519 +16,61 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define POOL 6 /* activation buffers */
-
 struct optvq_model {
     model_config cfg;
-    nn_params params; /* encoder.*, decoder.*, quant_conv.*, post_quant_conv.* */
-    optvq_quantizer *quant; /* quantize.* */
+    /* every parameter: encoder.*, decoder.*, quant_conv.*, post_quant_conv.*,
+     * then quantize.* (aliases of the quantizer's buffers) */
+    nn_params params;
+    nn_params net; /* a view of the entries before quantize.* (model_params) */
+    optvq_quantizer *quant;
+    graph enc, dec;         /* encoder (+ quant_conv), (post_quant_conv +) decoder */
+    graph_run enc_run, dec_run; /* their inference shapes and buffers             */
     nn_workspace ws;
-    float *bufs[POOL]; /* owned activation buffers, pool_floats each       */
-    float *pool[POOL]; /* the buffers in use: bufs, or tokens when planning */
-    size_t pool_floats;
-    float *z;          /* (B, e_dim, h, w) quantizer input                   */
+    float *act;             /* ping-pong a, b and the scratch buffers, one block */
+    size_t act_floats;
+    float *pp[2], *scratch[BLOCK_MAX_SCRATCH];
+    float *z;               /* (B, e_dim, h, w) quantizer output (or input)       */
     size_t z_floats;
-    /* run state */
-    int planning;
-    size_t need_act, need_ws;
-    optvq_status status;
 };
 
-/* ---- parameters ---- */
+/* ---- inference memory ---- */
 
-static optvq_status add(nn_params *p, int ndim, const int64_t *shape, const char *fmt, ...)
-{
-    char name[NN_PARAM_NAME_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    return nn_params_add(p, name, ndim, shape, NULL);
-}
-
-static optvq_status add_conv(nn_params *p, const char *prefix, int64_t cout, int64_t cin, int64_t k)
-{
-    int64_t w[4] = {cout, cin, k, k}, b[1] = {cout};
-    OPTVQ_TRY(add(p, 4, w, "%s.weight", prefix));
-    return add(p, 1, b, "%s.bias", prefix);
-}
-
-static optvq_status add_convt(nn_params *p, const char *prefix, int64_t cin, int64_t cout, int64_t k)
-{
-    int64_t w[4] = {cin, cout, k, k}, b[1] = {cout};
-    OPTVQ_TRY(add(p, 4, w, "%s.weight", prefix));
-    return add(p, 1, b, "%s.bias", prefix);
-}
-
-static optvq_status add_norm(nn_params *p, const char *prefix, int64_t c)
-{
-    int64_t s[1] = {c};
-    OPTVQ_TRY(add(p, 1, s, "%s.weight", prefix));
-    return add(p, 1, s, "%s.bias", prefix);
-}
-
-static optvq_status add_resblock(nn_params *p, const char *prefix, int64_t cin, int64_t cout)
-{
-    char n[NN_PARAM_NAME_MAX];
-    snprintf(n, sizeof n, "%s.norm1", prefix);
-    OPTVQ_TRY(add_norm(p, n, cin));
-    snprintf(n, sizeof n, "%s.conv1", prefix);
-    OPTVQ_TRY(add_conv(p, n, cout, cin, 3));
-    snprintf(n, sizeof n, "%s.norm2", prefix);
-    OPTVQ_TRY(add_norm(p, n, cout));
-    snprintf(n, sizeof n, "%s.conv2", prefix);
-    OPTVQ_TRY(add_conv(p, n, cout, cout, 3));
-    if (cin != cout) {
-        snprintf(n, sizeof n, "%s.nin_shortcut", prefix);
-        OPTVQ_TRY(add_conv(p, n, cout, cin, 1));
-    }
-    return OPTVQ_OK;
-}
-
-static optvq_status add_attn(nn_params *p, const char *prefix, int64_t c)
-{
-    static const char *const parts[] = {"q", "k", "v", "proj_out"};
-    char n[NN_PARAM_NAME_MAX];
-    snprintf(n, sizeof n, "%s.norm", prefix);
-    OPTVQ_TRY(add_norm(p, n, c));
-    for (int i = 0; i < 4; i++) {
-        snprintf(n, sizeof n, "%s.%s", prefix, parts[i]);
-        OPTVQ_TRY(add_conv(p, n, c, c, 1));
-    }
-    return OPTVQ_OK;
-}
-
-static int has_attn(const coder_config *c, int64_t res)
-{
-    for (int i = 0; i < c->n_attn; i++)
-        if (c->attn_resolutions[i] == res)
-            return 1;
-    return 0;
-}
-
-static optvq_status add_taming(nn_params *p, const coder_config *c, int is_encoder)
-{
-    const char *root = is_encoder ? "encoder" : "decoder";
-    char n[NN_PARAM_NAME_MAX];
-    const int L = c->n_levels;
-    if (is_encoder) {
-        snprintf(n, sizeof n, "%s.conv_in", root);
-        OPTVQ_TRY(add_conv(p, n, c->ch, c->in_channels, 3));
-        int64_t res = c->resolution, block_in = c->ch;
-        for (int i = 0; i < L; i++) {
-            int64_t block_out = c->ch * c->ch_mult[i];
-            block_in = c->ch * (i == 0 ? 1 : c->ch_mult[i - 1]);
-            for (int b = 0; b < c->num_res_blocks; b++) {
-                snprintf(n, sizeof n, "%s.down.%d.block.%d", root, i, b);
-                OPTVQ_TRY(add_resblock(p, n, block_in, block_out));
-                block_in = block_out;
-                if (has_attn(c, res)) {
-                    snprintf(n, sizeof n, "%s.down.%d.attn.%d", root, i, b);
-                    OPTVQ_TRY(add_attn(p, n, block_in));
-                }
-            }
-            if (i != L - 1) {
-                snprintf(n, sizeof n, "%s.down.%d.downsample.conv", root, i);
-                OPTVQ_TRY(add_conv(p, n, block_in, block_in, 3));
-                res /= 2;
-            }
-        }
-        int64_t top = c->ch * c->ch_mult[L - 1];
-        snprintf(n, sizeof n, "%s.mid.block_1", root);
-        OPTVQ_TRY(add_resblock(p, n, top, top));
-        snprintf(n, sizeof n, "%s.mid.attn_1", root);
-        OPTVQ_TRY(add_attn(p, n, top));
-        snprintf(n, sizeof n, "%s.mid.block_2", root);
-        OPTVQ_TRY(add_resblock(p, n, top, top));
-        snprintf(n, sizeof n, "%s.norm_out", root);
-        OPTVQ_TRY(add_norm(p, n, top));
-        snprintf(n, sizeof n, "%s.conv_out", root);
-        return add_conv(p, n, c->double_z ? 2 * c->z_channels : c->z_channels, top, 3);
-    }
-    int64_t block_in = c->ch * c->ch_mult[L - 1], res = c->resolution >> (L - 1);
-    snprintf(n, sizeof n, "%s.conv_in", root);
-    OPTVQ_TRY(add_conv(p, n, block_in, c->z_channels, 3));
-    snprintf(n, sizeof n, "%s.mid.block_1", root);
-    OPTVQ_TRY(add_resblock(p, n, block_in, block_in));
-    snprintf(n, sizeof n, "%s.mid.attn_1", root);
-    OPTVQ_TRY(add_attn(p, n, block_in));
-    snprintf(n, sizeof n, "%s.mid.block_2", root);
-    OPTVQ_TRY(add_resblock(p, n, block_in, block_in));
-    for (int i = L - 1; i >= 0; i--) {
-        int64_t block_out = c->ch * c->ch_mult[i];
-        for (int b = 0; b < c->num_res_blocks + 1; b++) {
-            snprintf(n, sizeof n, "%s.up.%d.block.%d", root, i, b);
-            OPTVQ_TRY(add_resblock(p, n, block_in, block_out));
-            block_in = block_out;
-            if (has_attn(c, res)) {
-                snprintf(n, sizeof n, "%s.up.%d.attn.%d", root, i, b);
-                OPTVQ_TRY(add_attn(p, n, block_in));
-            }
-        }
-        if (i != 0) {
-            snprintf(n, sizeof n, "%s.up.%d.upsample.conv", root, i);
-            OPTVQ_TRY(add_conv(p, n, block_in, block_in, 3));
-            res *= 2;
-        }
-    }
-    snprintf(n, sizeof n, "%s.norm_out", root);
-    OPTVQ_TRY(add_norm(p, n, block_in));
-    snprintf(n, sizeof n, "%s.conv_out", root);
-    return add_conv(p, n, c->out_channels, block_in, 3);
-}
-
-static optvq_status add_plain(nn_params *p, const coder_config *c, int is_encoder)
-{
-    if (is_encoder) {
-        OPTVQ_TRY(add_conv(p, "encoder.in_fc", 16, c->in_channels, 3));
-        OPTVQ_TRY(add_conv(p, "encoder.down1", 16, 16, 2));
-        OPTVQ_TRY(add_conv(p, "encoder.conv1", 16, 16, 3));
-        OPTVQ_TRY(add_conv(p, "encoder.down2", 16, 16, 2));
-        OPTVQ_TRY(add_conv(p, "encoder.conv2", 32, 16, 3));
-        return add_conv(p, "encoder.out_fc", 32, 32, 3);
-    }
-    OPTVQ_TRY(add_conv(p, "decoder.in_fc", 32, 32, 3));
-    OPTVQ_TRY(add_convt(p, "decoder.up1", 32, 16, 2));
-    OPTVQ_TRY(add_conv(p, "decoder.conv1", 16, 16, 3));
-    OPTVQ_TRY(add_convt(p, "decoder.up2", 16, 16, 2));
-    OPTVQ_TRY(add_conv(p, "decoder.conv2", 16, 16, 3));
-    return add_conv(p, "decoder.out_fc", c->out_channels, 16, 3);
-}
-
-/* ---- execution helpers (planning or running) ---- */
-
-typedef struct tensor {
-    float *data;
-    int64_t n, c, h, w;
-} tensor;
-
-static float *P(optvq_model *m, const char *fmt, ...)
-{
-    char name[NN_PARAM_NAME_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    nn_param *p = nn_params_find(&m->params, name);
-    if (!p) { /* registration and use disagree: a bug, reported, never a crash */
-        if (m->status == OPTVQ_OK)
-            m->status = optvq_fail(OPTVQ_ERR_STATE, "model: parameter %s is not registered", name);
-        return NULL;
-    }
-    return p->data;
-}
-
-static void need(optvq_model *m, int64_t n, int64_t c, int64_t h, int64_t w)
-{
-    size_t f = (size_t)(n * c * h * w);
-    if (f > m->need_act)
-        m->need_act = f;
-}
-
-/* A free pool buffer other than the ones in use. */
-static float *take(optvq_model *m, const float *a, const float *b, const float *c)
-{
-    for (int i = 0; i < POOL; i++)
-        if (m->pool[i] != a && m->pool[i] != b && m->pool[i] != c)
-            return m->pool[i];
-    return NULL;
-}
-
-static tensor conv(optvq_model *m, tensor x, float *out, const char *prefix, int64_t cout, int64_t k,
-                   int64_t stride, int64_t pt, int64_t pb, int64_t pl, int64_t pr)
-{
-    nn_conv2d_desc d;
-    tensor y = {out, x.n, cout, 0, 0};
-    if (m->status != OPTVQ_OK)
-        return y;
-    optvq_status st = nn_conv2d_init(&d, x.n, x.c, x.h, x.w, cout, k, k, stride, pt, pb, pl, pr);
-    if (st != OPTVQ_OK) {
-        m->status = st;
-        return y;
-    }
-    y.h = d.h_out;
-    y.w = d.w_out;
-    if (m->planning) {
-        size_t ws = nn_conv2d_workspace(&d);
-        if (ws > m->need_ws)
-            m->need_ws = ws;
-        need(m, y.n, y.c, y.h, y.w);
-        return y;
-    }
-    char wn[NN_PARAM_NAME_MAX];
-    snprintf(wn, sizeof wn, "%s.weight", prefix);
-    const float *w = P(m, "%s", wn), *b = P(m, "%s.bias", prefix);
-    if (m->status == OPTVQ_OK)
-        m->status = nn_conv2d_forward(out, x.data, w, b, &d, &m->ws);
-    return y;
-}
-
-static tensor conv_same(optvq_model *m, tensor x, float *out, const char *prefix, int64_t cout, int64_t k)
-{
-    int64_t p = k / 2;
-    return conv(m, x, out, prefix, cout, k, 1, p, p, p, p);
-}
-
-static tensor convt(optvq_model *m, tensor x, float *out, const char *prefix, int64_t cout)
-{
-    nn_convt2d_desc d;
-    tensor y = {out, x.n, cout, 0, 0};
-    if (m->status != OPTVQ_OK)
-        return y;
-    optvq_status st = nn_convt2d_init(&d, x.n, x.c, x.h, x.w, cout, 2, 2, 2, 0, 0);
-    if (st != OPTVQ_OK) {
-        m->status = st;
-        return y;
-    }
-    y.h = d.h_out;
-    y.w = d.w_out;
-    if (m->planning) {
-        size_t ws = nn_convt2d_workspace(&d);
-        if (ws > m->need_ws)
-            m->need_ws = ws;
-        need(m, y.n, y.c, y.h, y.w);
-        return y;
-    }
-    const float *w = P(m, "%s.weight", prefix), *b = P(m, "%s.bias", prefix);
-    if (m->status == OPTVQ_OK)
-        m->status = nn_convt2d_forward(out, x.data, w, b, &d, &m->ws);
-    return y;
-}
-
-/* GroupNorm(32, eps 1e-6) then swish, into out. */
-static tensor norm_swish(optvq_model *m, tensor x, float *out, const char *prefix)
-{
-    tensor y = x;
-    y.data = out;
-    if (m->planning || m->status != OPTVQ_OK)
-        return y;
-    const float *g = P(m, "%s.weight", prefix), *b = P(m, "%s.bias", prefix);
-    if (m->status != OPTVQ_OK)
-        return y;
-    m->status = nn_group_norm_forward(out, x.data, g, b, x.n, x.c, x.h * x.w, 32, 1e-6f);
-    nn_swish_forward(out, out, x.n * x.c * x.h * x.w);
-    return y;
-}
-
-static void add_into(optvq_model *m, tensor y, const float *x)
-{
-    if (!m->planning && m->status == OPTVQ_OK)
-        nn_add_forward(y.data, y.data, x, y.n * y.c * y.h * y.w);
-}
-
-/* ResnetBlock: x + conv2(swish(norm2(conv1(swish(norm1(x)))))), with a 1x1
- * nin_shortcut when channels change. Returns the output in a pool buffer. */
-static tensor resblock(optvq_model *m, tensor x, int64_t cout, const char *prefix)
-{
-    char n[NN_PARAM_NAME_MAX];
-    float *t1 = take(m, x.data, NULL, NULL), *t2 = take(m, x.data, t1, NULL);
-    snprintf(n, sizeof n, "%s.norm1", prefix);
-    tensor a = norm_swish(m, x, t1, n);
-    snprintf(n, sizeof n, "%s.conv1", prefix);
-    tensor h = conv_same(m, a, t2, n, cout, 3);
-    snprintf(n, sizeof n, "%s.norm2", prefix);
-    a = norm_swish(m, h, t1, n);
-    float *out = take(m, x.data, t1, t2);
-    snprintf(n, sizeof n, "%s.conv2", prefix);
-    h = conv_same(m, a, out, n, cout, 3);
-    if (x.c != cout) {
-        snprintf(n, sizeof n, "%s.nin_shortcut", prefix);
-        tensor s = conv_same(m, x, t2, n, cout, 1);
-        add_into(m, h, s.data);
-    } else {
-        add_into(m, h, x.data);
-    }
-    return h;
-}
-
-static tensor attn(optvq_model *m, tensor x, const char *prefix)
-{
-    nn_attn_desc d = {x.n, x.c, x.h, x.w, 32, 1e-6f};
-    float *out = take(m, x.data, NULL, NULL);
-    tensor y = x;
-    y.data = out;
-    if (m->status != OPTVQ_OK)
-        return y;
-    if (m->planning) {
-        size_t ws = nn_attn_workspace(&d);
-        if (ws > m->need_ws)
-            m->need_ws = ws;
-        return y;
-    }
-    nn_attn_params p = {P(m, "%s.norm.weight", prefix), P(m, "%s.norm.bias", prefix), P(m, "%s.q.weight", prefix),
-                        P(m, "%s.q.bias", prefix),      P(m, "%s.k.weight", prefix),  P(m, "%s.k.bias", prefix),
-                        P(m, "%s.v.weight", prefix),    P(m, "%s.v.bias", prefix),    P(m, "%s.proj_out.weight", prefix),
-                        P(m, "%s.proj_out.bias", prefix)};
-    if (m->status == OPTVQ_OK)
-        m->status = nn_attn_forward(out, NULL, x.data, &p, &d, &m->ws);
-    return y;
-}
-
-static tensor relu(optvq_model *m, tensor x)
-{
-    if (!m->planning && m->status == OPTVQ_OK)
-        nn_relu_forward(x.data, x.data, x.n * x.c * x.h * x.w);
-    return x;
-}
-
-/* ---- encoder / decoder ---- */
-
-static tensor taming_encoder(optvq_model *m, tensor x)
-{
-    const coder_config *c = &m->cfg.encoder;
-    char n[NN_PARAM_NAME_MAX];
-    tensor h = conv_same(m, x, take(m, x.data, NULL, NULL), "encoder.conv_in", c->ch, 3);
-    int64_t res = c->resolution;
-    for (int i = 0; i < c->n_levels; i++) {
-        for (int b = 0; b < c->num_res_blocks; b++) {
-            snprintf(n, sizeof n, "encoder.down.%d.block.%d", i, b);
-            h = resblock(m, h, c->ch * c->ch_mult[i], n);
-            if (has_attn(c, res)) {
-                snprintf(n, sizeof n, "encoder.down.%d.attn.%d", i, b);
-                h = attn(m, h, n);
-            }
-        }
-        if (i != c->n_levels - 1) {
-            snprintf(n, sizeof n, "encoder.down.%d.downsample.conv", i);
-            h = conv(m, h, take(m, h.data, NULL, NULL), n, h.c, 3, 2, 0, 1, 0, 1); /* pad (0,1,0,1) */
-            res /= 2;
-        }
-    }
-    h = resblock(m, h, h.c, "encoder.mid.block_1");
-    h = attn(m, h, "encoder.mid.attn_1");
-    h = resblock(m, h, h.c, "encoder.mid.block_2");
-    tensor a = norm_swish(m, h, take(m, h.data, NULL, NULL), "encoder.norm_out");
-    return conv_same(m, a, take(m, a.data, NULL, NULL), "encoder.conv_out",
-                     c->double_z ? 2 * c->z_channels : c->z_channels, 3);
-}
-
-static tensor upsample(optvq_model *m, tensor x)
-{
-    tensor y = {take(m, x.data, NULL, NULL), x.n, x.c, 2 * x.h, 2 * x.w};
-    if (m->planning)
-        need(m, y.n, y.c, y.h, y.w);
-    else if (m->status == OPTVQ_OK)
-        nn_upsample2x_forward(y.data, x.data, x.n * x.c, x.h, x.w);
-    return y;
-}
-
-static tensor taming_decoder(optvq_model *m, tensor z)
-{
-    const coder_config *c = &m->cfg.decoder;
-    char n[NN_PARAM_NAME_MAX];
-    const int L = c->n_levels;
-    int64_t res = c->resolution >> (L - 1);
-    tensor h = conv_same(m, z, take(m, z.data, NULL, NULL), "decoder.conv_in", c->ch * c->ch_mult[L - 1], 3);
-    h = resblock(m, h, h.c, "decoder.mid.block_1");
-    h = attn(m, h, "decoder.mid.attn_1");
-    h = resblock(m, h, h.c, "decoder.mid.block_2");
-    for (int i = L - 1; i >= 0; i--) {
-        for (int b = 0; b < c->num_res_blocks + 1; b++) {
-            snprintf(n, sizeof n, "decoder.up.%d.block.%d", i, b);
-            h = resblock(m, h, c->ch * c->ch_mult[i], n);
-            if (has_attn(c, res)) {
-                snprintf(n, sizeof n, "decoder.up.%d.attn.%d", i, b);
-                h = attn(m, h, n);
-            }
-        }
-        if (i != 0) {
-            h = upsample(m, h);
-            snprintf(n, sizeof n, "decoder.up.%d.upsample.conv", i);
-            h = conv_same(m, h, take(m, h.data, NULL, NULL), n, h.c, 3);
-            res *= 2;
-        }
-    }
-    tensor a = norm_swish(m, h, take(m, h.data, NULL, NULL), "decoder.norm_out");
-    return conv_same(m, a, take(m, a.data, NULL, NULL), "decoder.conv_out", c->out_channels, 3);
-}
-
-static tensor plain_encoder(optvq_model *m, tensor x)
-{
-    tensor h = relu(m, conv_same(m, x, take(m, x.data, NULL, NULL), "encoder.in_fc", 16, 3));
-    h = conv(m, h, take(m, h.data, NULL, NULL), "encoder.down1", 16, 2, 2, 0, 0, 0, 0);
-    h = relu(m, conv_same(m, h, take(m, h.data, NULL, NULL), "encoder.conv1", 16, 3));
-    h = conv(m, h, take(m, h.data, NULL, NULL), "encoder.down2", 16, 2, 2, 0, 0, 0, 0);
-    h = relu(m, conv_same(m, h, take(m, h.data, NULL, NULL), "encoder.conv2", 32, 3));
-    return conv_same(m, h, take(m, h.data, NULL, NULL), "encoder.out_fc", 32, 3);
-}
-
-static tensor plain_decoder(optvq_model *m, tensor z)
-{
-    const coder_config *c = &m->cfg.decoder;
-    tensor h = relu(m, conv_same(m, z, take(m, z.data, NULL, NULL), "decoder.in_fc", 32, 3));
-    h = convt(m, h, take(m, h.data, NULL, NULL), "decoder.up1", 16);
-    h = relu(m, conv_same(m, h, take(m, h.data, NULL, NULL), "decoder.conv1", 16, 3));
-    h = convt(m, h, take(m, h.data, NULL, NULL), "decoder.up2", 16);
-    h = relu(m, conv_same(m, h, take(m, h.data, NULL, NULL), "decoder.conv2", 16, 3));
-    return conv_same(m, h, take(m, h.data, NULL, NULL), "decoder.out_fc", c->out_channels, 3);
-}
-
-static tensor run_encoder(optvq_model *m, tensor x)
-{
-    tensor h = m->cfg.encoder.arch == ARCH_TAMING ? taming_encoder(m, x) : plain_encoder(m, x);
-    if (m->cfg.use_connector)
-        h = conv_same(m, h, take(m, h.data, x.data, NULL), "quant_conv", m->cfg.quantize.e_dim, 1);
-    return h;
-}
-
-static tensor run_decoder(optvq_model *m, tensor z)
-{
-    if (m->cfg.use_connector)
-        z = conv_same(m, z, take(m, z.data, NULL, NULL), "post_quant_conv", coder_hidden_dim(&m->cfg.decoder, 0), 1);
-    return m->cfg.decoder.arch == ARCH_TAMING ? taming_decoder(m, z) : plain_decoder(m, z);
-}
-
-/* Sizes the pool and workspace for an input of this shape (planning pass). */
+/* Plans both graphs for images (n, c, h, w) (decode_only: the decoder from
+ * an (lh, lw) latent) and sizes the buffers and the workspace. */
 static optvq_status prepare(optvq_model *m, int64_t n, int64_t c, int64_t h, int64_t w, int decode_only,
                             int64_t lh, int64_t lw)
 {
-    m->planning = 1;
-    m->status = OPTVQ_OK;
-    m->need_act = 0;
-    m->need_ws = 0;
-    need(m, n, c, h, w);
-    float *fake[POOL];
-    for (int i = 0; i < POOL; i++) {
-        fake[i] = (float *)(uintptr_t)(64 * (i + 1)); /* distinct tokens; never dereferenced */
-        m->pool[i] = fake[i];
-    }
-    need(m, n, c, h, w);
+    const int64_t e_dim = m->cfg.quantize.e_dim;
+    graph_need need = {0};
     if (!decode_only) {
-        tensor x = {NULL, n, c, h, w};
-        tensor z = run_encoder(m, x);
-        lh = z.h;
-        lw = z.w;
+        OPTVQ_TRY(graph_plan(&m->enc_run, (block_shape){n, c, h, w}, &need));
+        const block_shape z = m->enc_run.dims[m->enc.n];
+        if (z.c != e_dim || z.h != lh || z.w != lw)
+            return optvq_fail(OPTVQ_ERR_STATE, "model: the encoder gives (%lld, %lld, %lld), the quantizer wants "
+                              "(%lld, %lld, %lld)", (long long)z.c, (long long)z.h, (long long)z.w,
+                              (long long)e_dim, (long long)lh, (long long)lw);
     }
-    need(m, n, m->cfg.quantize.e_dim, lh, lw);
-    tensor q = {fake[0], n, m->cfg.quantize.e_dim, lh, lw};
-    run_decoder(m, q);
-    m->planning = 0;
-    for (int i = 0; i < POOL; i++)
-        m->pool[i] = m->bufs[i];
-    if (m->status != OPTVQ_OK)
-        return m->status;
-    if (m->need_act > m->pool_floats) {
-        for (int i = 0; i < POOL; i++) {
-            free(m->bufs[i]);
-            m->bufs[i] = m->pool[i] = NULL;
-        }
-        m->pool_floats = 0;
-        for (int i = 0; i < POOL; i++) {
-            m->bufs[i] = m->pool[i] = malloc(m->need_act * sizeof(float));
-            if (!m->bufs[i])
-                return optvq_fail(OPTVQ_ERR_NOMEM, "model: out of memory for activations (%zu MiB each)",
-                                  m->need_act >> 18);
-        }
-        m->pool_floats = m->need_act;
+    OPTVQ_TRY(graph_plan(&m->dec_run, (block_shape){n, e_dim, lh, lw}, &need));
+    const size_t floats = 2 * need.act_max + (size_t)need.scratch_infer * need.scratch;
+    if (floats > m->act_floats) {
+        free(m->act);
+        m->act_floats = 0;
+        m->act = malloc(floats * sizeof(float));
+        if (!m->act)
+            return optvq_fail(OPTVQ_ERR_NOMEM, "model: out of memory for activations (%zu MiB)", floats >> 18);
+        m->act_floats = floats;
     }
-    size_t zf = (size_t)(n * m->cfg.quantize.e_dim * lh * lw);
+    m->pp[0] = m->act;
+    m->pp[1] = m->act + need.act_max;
+    for (int i = 0; i < BLOCK_MAX_SCRATCH; i++)
+        m->scratch[i] = i < need.scratch_infer ? m->act + 2 * need.act_max + (size_t)i * need.scratch : NULL;
+    size_t zf = (size_t)(n * e_dim * lh * lw);
     if (zf > m->z_floats) {
         free(m->z);
         m->z = malloc(zf * sizeof(float));
@@ -537,57 +80,83 @@ static optvq_status prepare(optvq_model *m, int64_t n, int64_t c, int64_t h, int
         }
         m->z_floats = zf;
     }
-    return nn_workspace_reserve(&m->ws, m->need_ws);
+    return nn_workspace_reserve(&m->ws, need.ws);
+}
+
+/* images -> the quantizer input, into out (NULL: a ping-pong buffer); after prepare. */
+static optvq_status run_encoder(optvq_model *m, const float *images, float *out, const float **z)
+{
+    graph_layout_inference(&m->enc_run, images, m->pp[0], m->pp[1], out);
+    OPTVQ_TRY(graph_forward(&m->enc_run, m->scratch, &m->ws));
+    *z = m->enc_run.act[m->enc.n];
+    return OPTVQ_OK;
 }
 
 /* ---- creation, weights ---- */
 
+/* Entry points refuse a NULL handle or required buffer with this message
+ * rather than crash (the header says which pointers may be NULL). */
+static optvq_status null_arg(const char *function, const char *argument)
+{
+    return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: %s is NULL", function, argument);
+}
+
+/* The quantizer's tensors join the registry as aliases of its buffers,
+ * with the roles of the reference's modules (nn.Embedding, nn.Linear). */
+static optvq_status add_quantizer(optvq_model *m)
+{
+    static const char *const names[3] = {"quantize.embedding.weight", "quantize.proj.weight", "quantize.proj.bias"};
+    static const nn_role roles[3] = {NN_ROLE_EMBEDDING, NN_ROLE_LINEAR_WEIGHT, NN_ROLE_BIAS};
+    const int64_t d = m->cfg.quantize.e_dim / m->cfg.quantize.num_head;
+    for (int w = 0; w < 3; w++) {
+        float *data = optvq_quantizer_param(m->quant, (optvq_param)w, NULL);
+        if (!data)
+            continue;
+        const int64_t shape[2] = {w == 0 ? m->cfg.quantize.n_e : d, d};
+        int index;
+        OPTVQ_TRY(nn_params_add_alias(&m->params, names[w], w == 2 ? 1 : 2, shape, roles[w], w == 0 ? 0 : d, data,
+                                      optvq_quantizer_grad(m->quant, (optvq_param)w, NULL), &index));
+        m->params.items[index].group = MODEL_GROUP_QUANTIZER;
+    }
+    return OPTVQ_OK;
+}
+
 static optvq_status build(optvq_model *m, uint64_t seed)
 {
     nn_params_init(&m->params);
-    const model_config *c = &m->cfg;
-    if (c->encoder.arch == ARCH_TAMING)
-        OPTVQ_TRY(add_taming(&m->params, &c->encoder, 1));
-    else
-        OPTVQ_TRY(add_plain(&m->params, &c->encoder, 1));
-    if (c->decoder.arch == ARCH_TAMING)
-        OPTVQ_TRY(add_taming(&m->params, &c->decoder, 0));
-    else
-        OPTVQ_TRY(add_plain(&m->params, &c->decoder, 0));
-    if (c->use_connector) {
-        OPTVQ_TRY(add_conv(&m->params, "quant_conv", c->quantize.e_dim, coder_hidden_dim(&c->encoder, 1), 1));
-        OPTVQ_TRY(add_conv(&m->params, "post_quant_conv", coder_hidden_dim(&c->decoder, 0), c->quantize.e_dim, 1));
-    }
+    OPTVQ_TRY(graph_build_model(&m->cfg, &m->params, &m->enc, &m->dec));
+    const int n_net = m->params.count;
+    OPTVQ_TRY(optvq_quantizer_create(&m->cfg.quantize, seed, &m->quant));
+    OPTVQ_TRY(add_quantizer(m));
     OPTVQ_TRY(nn_params_finalize(&m->params));
-    OPTVQ_TRY(optvq_quantizer_create(&c->quantize, seed, &m->quant));
+    m->net = m->params;
+    m->net.count = n_net;
+    graph_bind(&m->enc, &m->params);
+    graph_bind(&m->dec, &m->params);
+    OPTVQ_TRY(graph_run_init(&m->enc_run, &m->enc));
+    OPTVQ_TRY(graph_run_init(&m->dec_run, &m->dec));
     model_init_params(m, seed);
     return OPTVQ_OK;
 }
 
-/* PyTorch's default initialisation: conv weights and biases
- * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5));
- * GroupNorm weight 1, bias 0. */
+/* PyTorch's default initialisation, by declared role: conv and transposed
+ * conv weights and their biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+ * (kaiming_uniform with a = sqrt(5)); GroupNorm weight 1, bias 0. The
+ * quantizer's aliases keep the quantizer's own initialisation. */
 void model_init_params(optvq_model *m, uint64_t seed)
 {
     optvq_rng rng;
     optvq_rng_seed(&rng, seed ^ 0x5eedf00dull);
     for (int i = 0; i < m->params.count; i++) {
         nn_param *p = &m->params.items[i];
-        const char *dot = strrchr(p->name, '.');
-        int is_bias = dot && !strcmp(dot, ".bias");
-        int is_norm = strstr(p->name, "norm") != NULL && !strstr(p->name, "nin_shortcut");
-        if (is_norm) {
+        if (p->alias)
+            continue;
+        if (p->role == NN_ROLE_NORM_WEIGHT || p->role == NN_ROLE_NORM_BIAS) {
             for (int64_t j = 0; j < p->numel; j++)
-                p->data[j] = is_bias ? 0.0f : 1.0f;
+                p->data[j] = p->role == NN_ROLE_NORM_WEIGHT ? 1.0f : 0.0f;
             continue;
         }
-        /* fan_in from the matching weight */
-        char wname[NN_PARAM_NAME_MAX];
-        snprintf(wname, sizeof wname, "%.*s.weight", (int)(dot - p->name), p->name);
-        nn_param *w = nn_params_find(&m->params, wname);
-        /* weight.size(1) * k * k: (cin) for Conv2d, (cout) for ConvTranspose2d, as torch */
-        int64_t fan_in = w && w->ndim == 4 ? w->shape[1] * w->shape[2] * w->shape[3] : 1;
-        double bound = 1.0 / sqrt((double)fan_in);
+        double bound = 1.0 / sqrt((double)(p->fan_in > 0 ? p->fan_in : 1));
         for (int64_t j = 0; j < p->numel; j++)
             p->data[j] = (float)((2.0 * optvq_rng_uniform(&rng) - 1.0) * bound);
     }
@@ -595,7 +164,11 @@ void model_init_params(optvq_model *m, uint64_t seed)
 
 optvq_status optvq_model_create(const char *config_path, uint64_t seed, optvq_model **out)
 {
+    if (!out)
+        return null_arg(__func__, "out");
     *out = NULL;
+    if (!config_path)
+        return null_arg(__func__, "config_path");
     optvq_model *m = calloc(1, sizeof *m);
     if (!m)
         return optvq_fail(OPTVQ_ERR_NOMEM, "model: out of memory");
@@ -632,46 +205,32 @@ void optvq_model_free(optvq_model *m)
         return;
     nn_params_free(&m->params);
     optvq_quantizer_free(m->quant);
+    graph_run_free(&m->enc_run);
+    graph_run_free(&m->dec_run);
+    graph_free(&m->enc);
+    graph_free(&m->dec);
     nn_workspace_free(&m->ws);
-    for (int i = 0; i < POOL; i++)
-        free(m->bufs[i]);
+    free(m->act);
     free(m->z);
     free(m);
 }
 
-/* The expected tensors of a checkpoint: every registered parameter plus the
- * quantizer's. */
+/* The expected tensors of a checkpoint: every registered parameter, the
+ * quantizer's included. */
 static optvq_status expected_list(optvq_model *m, optvq_expected_tensor **out, int64_t *n)
 {
-    int64_t count = m->params.count + 3;
-    optvq_expected_tensor *e = calloc((size_t)count, sizeof *e);
+    optvq_expected_tensor *e = calloc((size_t)m->params.count + 1, sizeof *e);
     if (!e)
         return optvq_fail(OPTVQ_ERR_NOMEM, "model: out of memory");
-    int64_t k = 0;
     for (int i = 0; i < m->params.count; i++) {
         nn_param *p = &m->params.items[i];
-        e[k].name = p->name;
-        e[k].ndim = p->ndim;
-        memcpy(e[k].shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
-        e[k].dest = p->data;
-        k++;
-    }
-    const int64_t d = m->cfg.quantize.e_dim / m->cfg.quantize.num_head;
-    static const char *const qnames[3] = {"quantize.embedding.weight", "quantize.proj.weight", "quantize.proj.bias"};
-    for (int w = 0; w < 3; w++) {
-        int64_t cnt;
-        float *dest = optvq_quantizer_param(m->quant, (optvq_param)w, &cnt);
-        if (!dest)
-            continue;
-        e[k].name = qnames[w];
-        e[k].ndim = w == 2 ? 1 : 2;
-        e[k].shape[0] = w == 0 ? m->cfg.quantize.n_e : d;
-        e[k].shape[1] = d;
-        e[k].dest = dest;
-        k++;
+        e[i].name = p->name;
+        e[i].ndim = p->ndim;
+        memcpy(e[i].shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
+        e[i].dest = p->data;
     }
     *out = e;
-    *n = k;
+    *n = m->params.count;
     return OPTVQ_OK;
 }
 
@@ -714,9 +273,16 @@ static int is_dir(const char *path)
 
 optvq_status optvq_model_load(const char *path, const char *weights, optvq_model **out)
 {
+    if (!out)
+        return null_arg(__func__, "out");
     *out = NULL;
+    if (!path)
+        return null_arg(__func__, "path");
     char cfg_path[4096], w_path[4096];
     if (!weights) {
+        struct stat path_st;
+        if (stat(path, &path_st) != 0) /* say why: a typo is the usual cause */
+            return optvq_fail(OPTVQ_ERR_IO, "%s: %s", path, strerror(errno));
         if (!is_dir(path))
             return optvq_fail(OPTVQ_ERR_INVALID_ARG,
                               "%s: not a model folder (config.json + model.safetensors); give a config and weights",
@@ -740,6 +306,10 @@ optvq_status optvq_model_load(const char *path, const char *weights, optvq_model
 
 optvq_status optvq_model_save(optvq_model *m, const char *dir)
 {
+    if (!m)
+        return null_arg(__func__, "m");
+    if (!dir)
+        return null_arg(__func__, "dir");
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return optvq_fail(OPTVQ_ERR_IO, "%s: cannot create folder: %s", dir, strerror(errno));
     char p[4096];
@@ -751,13 +321,26 @@ optvq_status optvq_model_save(optvq_model *m, const char *dir)
 
 /* ---- inference ---- */
 
+/* A NULL model or unknown assignment leaves everything as it was (with a
+ * message in optvq_last_error()): a void function has no status to return. */
 void optvq_model_set_assign(optvq_model *m, optvq_assign assign)
 {
-    m->cfg.quantize.assign = assign;
-    optvq_quantizer_set_assign(m->quant, assign);
+    if (!m) {
+        null_arg(__func__, "m");
+        return;
+    }
+    if (optvq_quantizer_set_assign(m->quant, assign) == OPTVQ_OK)
+        m->cfg.quantize.assign = assign;
 }
 
-optvq_quantizer *optvq_model_quantizer(optvq_model *m) { return m->quant; }
+optvq_quantizer *optvq_model_quantizer(optvq_model *m)
+{
+    if (!m) {
+        null_arg(__func__, "m");
+        return NULL;
+    }
+    return m->quant;
+}
 
 static optvq_status check_images(const optvq_model *m, int64_t batch, int64_t h, int64_t w)
 {
@@ -787,21 +370,35 @@ static optvq_status check_finite(const optvq_model *m, const float *images, int6
 optvq_status optvq_model_encode(optvq_model *m, const float *images, int64_t batch, int64_t height, int64_t width,
                                 int64_t *tokens, float *latent)
 {
+    if (!m)
+        return null_arg(__func__, "m");
+    if (!images)
+        return null_arg(__func__, "images");
+    if (!tokens)
+        return null_arg(__func__, "tokens");
     OPTVQ_TRY(check_images(m, batch, height, width));
     OPTVQ_TRY(check_finite(m, images, batch, height, width));
     const int64_t f = coder_downsample(&m->cfg.encoder), lh = height / f, lw = width / f;
     OPTVQ_TRY(prepare(m, batch, m->cfg.encoder.in_channels, height, width, 0, lh, lw));
-    tensor x = {(float *)images, batch, m->cfg.encoder.in_channels, height, width};
-    tensor z = run_encoder(m, x);
-    OPTVQ_TRY(m->status);
-    float *xq = latent ? latent : take(m, z.data, NULL, NULL);
-    return optvq_quantizer_forward(m->quant, z.data, batch, z.h, z.w, xq, tokens, NULL);
+    const float *z;
+    OPTVQ_TRY(run_encoder(m, images, NULL, &z));
+    return optvq_quantizer_forward(m->quant, z, batch, lh, lw, latent ? latent : m->z, tokens, NULL);
 }
 
 optvq_status optvq_model_decode(optvq_model *m, const int64_t *tokens, int64_t batch, int64_t token_h, int64_t token_w,
                                 float *images)
 {
+    if (!m)
+        return null_arg(__func__, "m");
+    if (!tokens)
+        return null_arg(__func__, "tokens");
+    if (!images)
+        return null_arg(__func__, "images");
     const int64_t f = coder_downsample(&m->cfg.encoder);
+    /* bounded before token_h * f is formed, so the product cannot overflow */
+    if (token_h < 1 || token_w < 1 || (double)token_h * (double)f > 1e10 || (double)token_w * (double)f > 1e10)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: token grid must be at least 1 x 1 and not absurd, got %lld x %lld",
+                          __func__, (long long)token_h, (long long)token_w);
     OPTVQ_TRY(check_images(m, batch, token_h * f, token_w * f));
     OPTVQ_TRY(prepare(m, batch, m->cfg.encoder.in_channels, token_h * f, token_w * f, 1, token_h, token_w));
     OPTVQ_TRY(optvq_quantizer_decode(m->quant, tokens, batch, token_h, token_w, m->z));
@@ -811,29 +408,40 @@ optvq_status optvq_model_decode(optvq_model *m, const int64_t *tokens, int64_t b
 optvq_status model_decode_latent(optvq_model *m, const float *latent, int64_t batch, int64_t lh, int64_t lw,
                                  float *images)
 {
-    tensor q = {(float *)latent, batch, m->cfg.quantize.e_dim, lh, lw};
-    tensor y = run_decoder(m, q);
-    OPTVQ_TRY(m->status);
-    memcpy(images, y.data, (size_t)(y.n * y.c * y.h * y.w) * sizeof(float));
-    return OPTVQ_OK;
+    const block_shape in = m->dec_run.dims[0];
+    if (in.b != batch || in.h != lh || in.w != lw) /* an internal caller skipped prepare */
+        return optvq_fail(OPTVQ_ERR_STATE, "model: decoder planned for (%lld, ., %lld, %lld), given (%lld, ., %lld, %lld)",
+                          (long long)in.b, (long long)in.h, (long long)in.w, (long long)batch, (long long)lh,
+                          (long long)lw);
+    graph_layout_inference(&m->dec_run, latent, m->pp[0], m->pp[1], images);
+    return graph_forward(&m->dec_run, m->scratch, &m->ws);
 }
 
 optvq_status optvq_model_reconstruct(optvq_model *m, const float *images, int64_t batch, int64_t height,
                                      int64_t width, float *out, int64_t *tokens)
 {
+    if (!m)
+        return null_arg(__func__, "m");
+    if (!images)
+        return null_arg(__func__, "images");
+    if (!out)
+        return null_arg(__func__, "out");
     OPTVQ_TRY(check_images(m, batch, height, width));
     OPTVQ_TRY(check_finite(m, images, batch, height, width));
     const int64_t f = coder_downsample(&m->cfg.encoder), lh = height / f, lw = width / f;
     OPTVQ_TRY(prepare(m, batch, m->cfg.encoder.in_channels, height, width, 0, lh, lw));
-    tensor x = {(float *)images, batch, m->cfg.encoder.in_channels, height, width};
-    tensor z = run_encoder(m, x);
-    OPTVQ_TRY(m->status);
-    OPTVQ_TRY(optvq_quantizer_forward(m->quant, z.data, batch, z.h, z.w, m->z, tokens, NULL));
+    const float *z;
+    OPTVQ_TRY(run_encoder(m, images, NULL, &z));
+    OPTVQ_TRY(optvq_quantizer_forward(m->quant, z, batch, lh, lw, m->z, tokens, NULL));
     return model_decode_latent(m, m->z, batch, lh, lw, out);
 }
 
 optvq_status optvq_model_get_info(const optvq_model *m, optvq_model_info *info)
 {
+    if (!m)
+        return null_arg(__func__, "m");
+    if (!info)
+        return null_arg(__func__, "info");
     memset(info, 0, sizeof *info);
     const model_config *c = &m->cfg;
     info->in_channels = c->encoder.in_channels;
@@ -849,15 +457,13 @@ optvq_status optvq_model_get_info(const optvq_model *m, optvq_model_info *info)
     info->decoder_arch = c->decoder.arch == ARCH_TAMING ? "taming VQGAN Decoder" : "plain CNN decoder";
     for (int i = 0; i < m->params.count; i++) {
         const nn_param *p = &m->params.items[i];
-        if (!strncmp(p->name, "encoder.", 8))
-            info->params_encoder += p->numel;
-        else if (!strncmp(p->name, "decoder.", 8))
-            info->params_decoder += p->numel;
-        else
-            info->params_connectors += p->numel;
+        switch (p->group) {
+        case MODEL_GROUP_ENCODER: info->params_encoder += p->numel; break;
+        case MODEL_GROUP_DECODER: info->params_decoder += p->numel; break;
+        case MODEL_GROUP_QUANTIZER: info->params_quantizer += p->numel; break;
+        default: info->params_connectors += p->numel; break;
+        }
     }
-    const int64_t d = info->code_dim;
-    info->params_quantizer = c->quantize.n_e * d + (c->quantize.use_proj ? d * d + d : 0);
     info->params_total = info->params_encoder + info->params_decoder + info->params_connectors + info->params_quantizer;
     return OPTVQ_OK;
 }
@@ -869,14 +475,15 @@ optvq_status model_encoder_forward(optvq_model *m, const float *images, int64_t 
     OPTVQ_TRY(check_finite(m, images, batch, height, width));
     const int64_t f = coder_downsample(&m->cfg.encoder), lh = height / f, lw = width / f;
     OPTVQ_TRY(prepare(m, batch, m->cfg.encoder.in_channels, height, width, 0, lh, lw));
-    tensor x = {(float *)images, batch, m->cfg.encoder.in_channels, height, width};
-    tensor y = run_encoder(m, x);
-    OPTVQ_TRY(m->status);
-    memcpy(z, y.data, (size_t)(y.n * y.c * y.h * y.w) * sizeof(float));
-    return OPTVQ_OK;
+    const float *out;
+    return run_encoder(m, images, z, &out);
 }
 
-nn_params *model_params(optvq_model *m) { return &m->params; }
+nn_params *model_params(optvq_model *m) { return &m->net; }
+
+nn_params *model_registry(optvq_model *m) { return &m->params; }
+
+const graph *model_graph(const optvq_model *m, int decoder) { return decoder ? &m->dec : &m->enc; }
 
 const model_config *model_get_config(const optvq_model *m) { return &m->cfg; }
 

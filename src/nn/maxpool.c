@@ -110,10 +110,50 @@ void nn_maxpool_backward_naive(float *dx, const float *dy, const float *x,
                     dy[c * ohw + oy * d->w_out + ox];
 }
 
+#define K3_MAX_W 2048
+
+/* k = 3, pad 0 (AlexNet's and Inception's pools), forward only: the maximum's
+ * value without locating it, as a max over the three rows (a loop the compiler
+ * vectorises), then over three columns. Equal to the scan's value (ties only
+ * differ in which equal element is taken); a row holding a NaN takes the scan. */
+static void forward_k3(float *y, const float *x, const nn_maxpool_desc *d)
+{
+    const int64_t W = d->w_in, hw = d->h_in * W, ohw = d->h_out * d->w_out, s = d->stride;
+#pragma omp parallel for schedule(static) num_threads(optvq_threads()) if (d->nc * hw > PAR_MIN)
+    for (int64_t c = 0; c < d->nc; c++) {
+        float rm[K3_MAX_W];
+        const float *xc = x + c * hw;
+        float *yc = y + c * ohw;
+        for (int64_t oy = 0; oy < d->h_out; oy++) {
+            const float *r0 = xc + oy * s * W, *r1 = r0 + W, *r2 = r1 + W;
+            int nan = 0;
+            for (int64_t i = 0; i < W; i++) {
+                const float a = r0[i], b = r1[i], e = r2[i], m = a > b ? a : b;
+                rm[i] = m > e ? m : e;
+                nan |= (a != a) | (b != b) | (e != e);
+            }
+            float *yr = yc + oy * d->w_out;
+            if (nan) {
+                for (int64_t ox = 0; ox < d->w_out; ox++)
+                    yr[ox] = xc[window_argmax(xc, d, oy, ox)];
+                continue;
+            }
+            for (int64_t ox = 0; ox < d->w_out; ox++) {
+                const float a = rm[ox * s], b = rm[ox * s + 1], e = rm[ox * s + 2], m = a > b ? a : b;
+                yr[ox] = m > e ? m : e;
+            }
+        }
+    }
+}
+
 void nn_maxpool_forward(float *y, const float *x, const nn_maxpool_desc *d)
 {
     const int64_t hw = d->h_in * d->w_in, ohw = d->h_out * d->w_out;
     const int k2 = is_k2(d);
+    if (d->k == 3 && d->pad == 0 && d->w_in <= K3_MAX_W) {
+        forward_k3(y, x, d);
+        return;
+    }
 #pragma omp parallel for schedule(static) num_threads(optvq_threads()) if (d->nc * hw > PAR_MIN)
     for (int64_t c = 0; c < d->nc; c++) {
         const float *xc = x + c * hw;

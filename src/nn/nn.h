@@ -1,6 +1,6 @@
 /* CPU neural-network engine: float32 NCHW layers, each a forward/backward pair.
  *
- * Conventions (design.md §6)
+ * Conventions (docs/behaviour.md §6)
  *   - Arguments: outputs first, then inputs, then sizes (a descriptor).
  *   - Backward passes ACCUMULATE (+=) into every gradient buffer; a NULL gradient
  *     pointer means "not needed" and is skipped.
@@ -36,19 +36,41 @@ optvq_status nn_workspace_check(const nn_workspace *ws, size_t floats, const cha
 #define NN_PARAM_NAME_MAX 160
 #define NN_PARAM_MAX_DIMS 4
 
+/* What a parameter is, declared where it is registered: it decides the
+ * default initialisation and whether weight decay applies (the reference
+ * decays Conv2d / ConvTranspose2d / Linear weights only). */
+typedef enum nn_role {
+    NN_ROLE_UNDECLARED = 0, /* registered with nn_params_add                 */
+    NN_ROLE_CONV_WEIGHT,    /* Conv2d (cout, cin, kh, kw)                    */
+    NN_ROLE_CONVT_WEIGHT,   /* ConvTranspose2d (cin, cout, kh, kw)           */
+    NN_ROLE_LINEAR_WEIGHT,  /* Linear (out, in)                              */
+    NN_ROLE_BIAS,           /* of a conv, transposed conv or linear layer    */
+    NN_ROLE_NORM_WEIGHT,    /* GroupNorm / BatchNorm scale                   */
+    NN_ROLE_NORM_BIAS,      /* GroupNorm / BatchNorm shift                   */
+    NN_ROLE_EMBEDDING       /* nn.Embedding table                            */
+} nn_role;
+
+/* 1 for the roles weight decay applies to: conv, transposed-conv and linear weights. */
+int nn_role_decays(nn_role role);
+
 typedef struct nn_param {
     char name[NN_PARAM_NAME_MAX]; /* PyTorch state-dict name, e.g. "encoder.conv_in.weight" */
     int ndim;
     int64_t shape[NN_PARAM_MAX_DIMS];
     int64_t numel;
-    size_t offset; /* into the data / grad blocks, in floats (64-byte aligned) */
-    float *data;   /* valid after nn_params_finalize */
-    float *grad;   /* valid after nn_params_finalize */
+    nn_role role;
+    int64_t fan_in; /* torch's fan_in of the layer (weight.size(1) * kernel area; biases share their weight's) */
+    int group;      /* the owner's label (e.g. the model's encoder/decoder/quantizer); 0 unless set */
+    int alias;      /* 1: data/grad are another object's buffers (nn_params_add_alias) */
+    size_t offset;  /* into the data / grad blocks, in floats (64-byte aligned); aliases: 0 */
+    float *data;    /* valid after nn_params_finalize (aliases: from registration) */
+    float *grad;    /* valid after nn_params_finalize (aliases: from registration) */
 } nn_param;
 
 /* name -> shape, parameter and gradient. Parameters are registered first, then
  * nn_params_finalize() makes ONE allocation for all values and ONE for all
- * gradients (both zeroed). */
+ * gradients (both zeroed); aliases keep their owner's buffers, outside the
+ * blocks (data, grad and total cover the registry's own parameters only). */
 typedef struct nn_params {
     nn_param *items;
     int count, cap;
@@ -62,6 +84,14 @@ void nn_params_init(nn_params *p);
  * names, bad shapes and registration after finalize are errors. */
 optvq_status nn_params_add(nn_params *p, const char *name, int ndim, const int64_t *shape,
                            int *index);
+/* The same with the parameter's role and fan_in declared. */
+optvq_status nn_params_add_role(nn_params *p, const char *name, int ndim, const int64_t *shape, nn_role role,
+                                int64_t fan_in, int *index);
+/* Registers another object's buffers (data and grad, numel floats each) under
+ * a name: load, save, optimizers and gradient zeroing see them like the
+ * registry's own, which neither allocates nor frees them. Before finalize. */
+optvq_status nn_params_add_alias(nn_params *p, const char *name, int ndim, const int64_t *shape, nn_role role,
+                                 int64_t fan_in, float *data, float *grad, int *index);
 optvq_status nn_params_finalize(nn_params *p);
 /* NULL when absent. */
 nn_param *nn_params_find(nn_params *p, const char *name);
@@ -277,6 +307,15 @@ optvq_status nn_avgpool_init(nn_avgpool_desc *d, int64_t nc, int64_t h, int64_t 
                              int64_t stride, int64_t pad);
 void nn_avgpool_forward(float *y, const float *x, const nn_avgpool_desc *d);
 void nn_avgpool_backward(float *dx, const float *dy, const nn_avgpool_desc *d);
+/* The same windows with count_include_pad=False (each divides by its cells
+ * inside the image), forward only (src/nn/avgpool_exclude.c; FID Inception). */
+void nn_avgpool_exclude_forward(float *y, const float *x, const nn_avgpool_desc *d);
+/* AdaptiveAvgPool2d((1, 1)): y (nc) <- mean over hw of x (nc, hw). */
+void nn_global_avgpool_forward(float *y, const float *x, int64_t nc, int64_t hw);
+/* F.interpolate(mode="bilinear", align_corners=False, no antialias), forward
+ * only: y (nc, ho, wo) <- x (nc, h, w) (src/nn/resize_bilinear.c). */
+optvq_status nn_resize_bilinear_forward(float *y, const float *x, int64_t nc, int64_t h, int64_t w, int64_t ho,
+                                        int64_t wo);
 
 /* Channel concat: y (n, ca + cb, hw) <- a (n, ca, hw), b (n, cb, hw). */
 void nn_concat_forward(float *y, const float *a, const float *b, int64_t n, int64_t ca,

@@ -19,8 +19,14 @@ nn_param *nn_params_find(nn_params *p, const char *name)
     return NULL;
 }
 
-optvq_status nn_params_add(nn_params *p, const char *name, int ndim, const int64_t *shape,
-                           int *index)
+int nn_role_decays(nn_role role)
+{
+    return role == NN_ROLE_CONV_WEIGHT || role == NN_ROLE_CONVT_WEIGHT || role == NN_ROLE_LINEAR_WEIGHT;
+}
+
+/* Checks and appends one entry; *out points at it (valid until the next add). */
+static optvq_status add_entry(nn_params *p, const char *name, int ndim, const int64_t *shape, nn_role role,
+                              int64_t fan_in, int *index, nn_param **out)
 {
     if (!p || !name || (ndim > 0 && !shape))
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "nn_params_add: NULL argument");
@@ -55,11 +61,41 @@ optvq_status nn_params_add(nn_params *p, const char *name, int ndim, const int64
     for (int i = 0; i < ndim; i++)
         q->shape[i] = shape[i];
     q->numel = numel;
-    q->offset = p->total;
-    p->total += ((size_t)numel + NN_ALIGN_FLOATS - 1) / NN_ALIGN_FLOATS * NN_ALIGN_FLOATS;
+    q->role = role;
+    q->fan_in = fan_in;
     if (index)
         *index = p->count;
     p->count++;
+    *out = q;
+    return OPTVQ_OK;
+}
+
+optvq_status nn_params_add_role(nn_params *p, const char *name, int ndim, const int64_t *shape, nn_role role,
+                                int64_t fan_in, int *index)
+{
+    nn_param *q;
+    OPTVQ_TRY(add_entry(p, name, ndim, shape, role, fan_in, index, &q));
+    q->offset = p->total;
+    p->total += ((size_t)q->numel + NN_ALIGN_FLOATS - 1) / NN_ALIGN_FLOATS * NN_ALIGN_FLOATS;
+    return OPTVQ_OK;
+}
+
+optvq_status nn_params_add(nn_params *p, const char *name, int ndim, const int64_t *shape,
+                           int *index)
+{
+    return nn_params_add_role(p, name, ndim, shape, NN_ROLE_UNDECLARED, 0, index);
+}
+
+optvq_status nn_params_add_alias(nn_params *p, const char *name, int ndim, const int64_t *shape, nn_role role,
+                                 int64_t fan_in, float *data, float *grad, int *index)
+{
+    if (!data || !grad)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "nn_params_add_alias(%s): NULL buffer", name ? name : "?");
+    nn_param *q;
+    OPTVQ_TRY(add_entry(p, name, ndim, shape, role, fan_in, index, &q));
+    q->alias = 1;
+    q->data = data;
+    q->grad = grad;
     return OPTVQ_OK;
 }
 
@@ -80,6 +116,8 @@ optvq_status nn_params_finalize(nn_params *p)
     memset(p->data, 0, bytes);
     memset(p->grad, 0, bytes);
     for (int i = 0; i < p->count; i++) {
+        if (p->items[i].alias)
+            continue;
         p->items[i].data = p->data + p->items[i].offset;
         p->items[i].grad = p->grad + p->items[i].offset;
     }
@@ -117,6 +155,9 @@ void nn_params_zero_grad(nn_params *p)
 {
     if (p->grad)
         memset(p->grad, 0, p->total * sizeof(float));
+    for (int i = 0; i < p->count; i++)
+        if (p->items[i].alias)
+            memset(p->items[i].grad, 0, (size_t)p->items[i].numel * sizeof(float));
 }
 
 void nn_params_free(nn_params *p)

@@ -62,7 +62,7 @@ typedef struct sk_run {
     const sk_params *p;
     int64_t N, n_e;
     double N_global;
-    dist_transform norm; /* the normalisation (design.md §1.4) and output kind */
+    dist_transform norm; /* the normalisation (docs/behaviour.md §1.4) and output kind */
     row_blocks rb;
     int threads;
     float *matrix;      /* (N, n_e) when materialized, else NULL */
@@ -143,7 +143,7 @@ static optvq_status compute_norm(sk_run *r, int fill_matrix)
         s2 += sumsqs[b];
         mn = mins[b] < mn ? mins[b] : mn;
     }
-    /* Statistics stay per process (design.md §1.11). */
+    /* Statistics stay per process (docs/behaviour.md §1.11). */
     double count = (double)r->N * (double)n_e;
     double mean = s / count;
     double var = count > 1 ? (s2 - s * mean) / (count - 1) : NAN; /* torch: unbiased; NaN for one entry */

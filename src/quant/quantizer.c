@@ -1,5 +1,5 @@
 /* The OptVQ quantizer: layout, codebook, assignment, loss, straight-through
- * output, decoding, and the backward pass (design.md §1). */
+ * output, decoding, and the backward pass (docs/behaviour.md §1). */
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/rng.h"
@@ -37,8 +37,17 @@ struct optvq_quantizer {
     sk_workspace ws;
 };
 
+/* Entry points refuse a NULL handle or required buffer with this message
+ * rather than crash (the header says which pointers may be NULL). */
+static optvq_status null_arg(const char *function, const char *argument)
+{
+    return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: %s is NULL", function, argument);
+}
+
 void optvq_quantizer_config_default(optvq_quantizer_config *c)
 {
+    if (!c)
+        return;
     memset(c, 0, sizeof *c);
     c->n_e = 1024;
     c->e_dim = 256;
@@ -94,7 +103,11 @@ static int64_t param_offset(const optvq_quantizer *q, optvq_param which, int64_t
 
 optvq_status optvq_quantizer_create(const optvq_quantizer_config *config, uint64_t seed, optvq_quantizer **out)
 {
+    if (!out)
+        return null_arg(__func__, "out");
     *out = NULL;
+    if (!config)
+        return null_arg(__func__, "config");
     OPTVQ_TRY(check_config(config));
     optvq_quantizer *q = calloc(1, sizeof *q);
     if (!q)
@@ -149,10 +162,19 @@ void optvq_quantizer_free(optvq_quantizer *q)
     free(q);
 }
 
-const optvq_quantizer_config *optvq_quantizer_get_config(const optvq_quantizer *q) { return &q->cfg; }
+const optvq_quantizer_config *optvq_quantizer_get_config(const optvq_quantizer *q)
+{
+    if (!q) {
+        null_arg(__func__, "q");
+        return NULL;
+    }
+    return &q->cfg;
+}
 
 optvq_status optvq_quantizer_set_assign(optvq_quantizer *q, optvq_assign assign)
 {
+    if (!q)
+        return null_arg(__func__, "q");
     if ((unsigned)assign > OPTVQ_ASSIGN_NEAREST)
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "quantizer: unknown assignment %d", (int)assign);
     q->cfg.assign = assign;
@@ -160,8 +182,26 @@ optvq_status optvq_quantizer_set_assign(optvq_quantizer *q, optvq_assign assign)
     return OPTVQ_OK;
 }
 
+/* NULL handle or unknown parameter: a message, NULL and *count = 0. */
+static int bad_param_args(const char *function, const optvq_quantizer *q, optvq_param which, int64_t *count)
+{
+    if (count)
+        *count = 0;
+    if (!q) {
+        null_arg(function, "q");
+        return 1;
+    }
+    if ((unsigned)which > OPTVQ_PARAM_PROJ_BIAS) {
+        optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: unknown parameter %d", function, (int)which);
+        return 1;
+    }
+    return 0;
+}
+
 float *optvq_quantizer_param(optvq_quantizer *q, optvq_param which, int64_t *count)
 {
+    if (bad_param_args(__func__, q, which, count))
+        return NULL;
     int64_t n = 0, off = param_offset(q, which, &n);
     if (count)
         *count = off < 0 ? 0 : n;
@@ -170,13 +210,19 @@ float *optvq_quantizer_param(optvq_quantizer *q, optvq_param which, int64_t *cou
 
 float *optvq_quantizer_grad(optvq_quantizer *q, optvq_param which, int64_t *count)
 {
+    if (bad_param_args(__func__, q, which, count))
+        return NULL;
     int64_t n = 0, off = param_offset(q, which, &n);
     if (count)
         *count = off < 0 ? 0 : n;
     return off < 0 ? NULL : q->grads + off;
 }
 
-void optvq_quantizer_zero_grad(optvq_quantizer *q) { memset(q->grads, 0, (size_t)q->n_params * sizeof(float)); }
+void optvq_quantizer_zero_grad(optvq_quantizer *q)
+{
+    if (q)
+        memset(q->grads, 0, (size_t)q->n_params * sizeof(float));
+}
 
 /* cb (n_e, d) = E W^T + b (nn.Linear), or E. */
 static optvq_status build_codebook(optvq_quantizer *q)
@@ -211,17 +257,23 @@ static optvq_status build_codebook(optvq_quantizer *q)
 
 optvq_status optvq_quantizer_codebook(optvq_quantizer *q, float *codebook)
 {
+    if (!q)
+        return null_arg(__func__, "q");
+    if (!codebook)
+        return null_arg(__func__, "codebook");
     OPTVQ_TRY(build_codebook(q));
     memcpy(codebook, q->cb, (size_t)(q->cfg.n_e * q->d) * sizeof(float));
     return OPTVQ_OK;
 }
 
+/* batch may be 0 (a data-parallel rank with no local samples); height and
+ * width may not. Sizes are bounded before any int64 product is formed. */
 static optvq_status check_shape(const optvq_quantizer *q, int64_t batch, int64_t height, int64_t width)
 {
     if (batch < 0 || height < 1 || width < 1)
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "quantizer: bad shape (%lld, %lld, %lld)", (long long)batch,
                           (long long)height, (long long)width);
-    double n = (double)batch * (double)height * (double)width * (double)q->cfg.e_dim;
+    double n = (double)(batch ? batch : 1) * (double)height * (double)width * (double)q->cfg.e_dim;
     if (n > 4e12)
         return optvq_fail(OPTVQ_ERR_NOMEM, "quantizer: input of %.0f elements is absurd", n);
     return OPTVQ_OK;
@@ -313,7 +365,7 @@ static double softmax_neg(const float *D, int64_t n, float *p)
     return -(double)dmin + log(s);
 }
 
-/* Cross-entropy of logits -D with target idx, mean over vectors (design.md §1.8). */
+/* Cross-entropy of logits -D with target idx, mean over vectors (docs/behaviour.md §1.8). */
 static double ce_loss(const optvq_quantizer *q, const dist_ctx *dc)
 {
     const int64_t n_e = dc->n_e;
@@ -365,7 +417,11 @@ static void fill_dist_ctx(const optvq_quantizer *q, dist_ctx *dc)
 optvq_status optvq_quantizer_forward(optvq_quantizer *q, const float *x, int64_t batch, int64_t height,
                                      int64_t width, float *x_q, int64_t *indices, float *loss)
 {
+    if (!q)
+        return null_arg(__func__, "q");
     q->have_forward = 0;
+    if (!x)
+        return null_arg(__func__, "x");
     OPTVQ_TRY(check_shape(q, batch, height, width));
     const int64_t C = q->cfg.e_dim, h = q->cfg.num_head, d = q->d, n_e = q->cfg.n_e;
     const int64_t numel = batch * C * height * width, N = batch * height * width * h;
@@ -527,6 +583,11 @@ static optvq_status ce_backward(optvq_quantizer *q, float w, float *gxv, float *
 
 optvq_status optvq_quantizer_backward(optvq_quantizer *q, const float *grad_xq, float loss_weight, float *grad_x)
 {
+    if (!q)
+        return null_arg(__func__, "q");
+    if (!isfinite(loss_weight))
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: loss_weight must be finite, got %g", __func__,
+                          (double)loss_weight);
     if (!q->have_forward)
         return optvq_fail(OPTVQ_ERR_STATE, "quantizer: backward called without a successful forward");
     const int64_t N = q->N, d = q->d, n_e = q->cfg.n_e, h = q->cfg.num_head;
@@ -604,6 +665,12 @@ optvq_status optvq_quantizer_backward(optvq_quantizer *q, const float *grad_xq, 
 optvq_status optvq_quantizer_decode(optvq_quantizer *q, const int64_t *indices, int64_t batch, int64_t height,
                                     int64_t width, float *x_q)
 {
+    if (!q)
+        return null_arg(__func__, "q");
+    if (!indices)
+        return null_arg(__func__, "indices");
+    if (!x_q)
+        return null_arg(__func__, "x_q");
     OPTVQ_TRY(check_shape(q, batch, height, width));
     const int64_t h = q->cfg.num_head, n_e = q->cfg.n_e;
     const int64_t count = batch * h * height * width;

@@ -7,8 +7,14 @@
 
 optvq_status optvq_usage_compute(const int64_t *indices, int64_t count, int64_t n_e, optvq_usage *u)
 {
-    if (n_e < 1 || count < 0)
-        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "usage: need n_e >= 1 and count >= 0");
+    if (!indices)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: indices is NULL", __func__);
+    if (!u)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: usage is NULL", __func__);
+    /* n_e is capped as the quantizer caps it, so the histogram is never absurd */
+    if (n_e < 1 || n_e > ((int64_t)1 << 31) || count < 0)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "usage: need n_e in [1, 2^31] and count >= 0, got n_e %lld, count %lld",
+                          (long long)n_e, (long long)count);
     int64_t *hist = calloc((size_t)n_e, sizeof *hist);
     if (!hist)
         return optvq_fail(OPTVQ_ERR_NOMEM, "usage: out of memory for %lld codes", (long long)n_e);

@@ -1,5 +1,5 @@
 /* Training and evaluation data as float32 images (N, C, R, R) in [-1, 1]:
- *   "fashion-mnist" / "mnist"  the Debian IDX files (train or test split),
+ *   "fashion-mnist"            the Debian IDX files (train or test split),
  *                              the reference's plain preprocessing to R x R
  *   PATH.gz / PATH-idx3-ubyte  an IDX images file, the same preprocessing
  *   PATH.npy                   (N, C, H, W) already in [-1, 1]

@@ -1,6 +1,7 @@
 #include "train/optimizer.h"
 
 #include "core/error.h"
+#include "model/graph.h"
 #include "model/vqmodel.h"
 #include "nn/nn.h"
 #include "train/adamw.h"
@@ -9,40 +10,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Conv2d / ConvTranspose2d / Linear weights: ".weight" of any parameter that
- * is not a GroupNorm (…norm….weight) or the embedding. */
-static int decays(const char *name)
-{
-    size_t n = strlen(name);
-    if (n < 7 || strcmp(name + n - 7, ".weight") != 0)
-        return 0;
-    if (!strcmp(name, "quantize.embedding.weight"))
-        return 0;
-    const char *last = strrchr(name, '.');
-    const char *prev = last;
-    while (prev > name && prev[-1] != '.')
-        prev--;
-    /* the module's own name: norm, norm1, norm2, norm_out */
-    return strncmp(prev, "norm", 4) != 0;
-}
-
-/* Appends every parameter of a registry; weight decay by name (the model's
- * conv/linear weights) or, by_ndim, on every tensor of 2+ dimensions. Returns
- * the moment floats used so far. */
-static size_t add_registry(optimizer *o, nn_params *ps, int by_ndim)
+/* Appends every parameter of a registry, weight decay by declared role (the
+ * reference's: Conv2d / ConvTranspose2d / Linear weights only). model: the
+ * model's registry, whose quantizer group trains at lr * mul_lr. Returns the
+ * moment floats used; an error for a parameter registered without a role. */
+static optvq_status add_registry(optimizer *o, nn_params *ps, int model, size_t *floats)
 {
     size_t off = 0;
     for (int i = 0; i < ps->count; i++) {
+        const nn_param *q = &ps->items[i];
+        if (q->role == NN_ROLE_UNDECLARED)
+            return optvq_fail(OPTVQ_ERR_STATE, "optimizer: parameter %s has no declared role", q->name);
         train_param *p = &o->params[o->count++];
-        p->name = ps->items[i].name;
-        p->data = ps->items[i].data;
-        p->grad = ps->items[i].grad;
-        p->n = ps->items[i].numel;
-        p->decay = by_ndim ? ps->items[i].ndim >= 2 : decays(p->name);
+        p->name = q->name;
+        p->data = q->data;
+        p->grad = q->grad;
+        p->n = q->numel;
+        p->decay = nn_role_decays(q->role);
+        p->quantizer = model && q->group == MODEL_GROUP_QUANTIZER;
         p->offset = off;
         off += (size_t)p->n;
     }
-    return off;
+    *floats = off;
+    return OPTVQ_OK;
 }
 
 /* The moments (one allocation) and the reference's hyperparameters. */
@@ -69,27 +59,15 @@ optvq_status optimizer_init(optimizer *o, optvq_model *m, double max_lr, double 
                             int64_t total_steps)
 {
     memset(o, 0, sizeof *o);
-    nn_params *ps = model_params(m);
-    optvq_quantizer *q = optvq_model_quantizer(m);
-    o->params = calloc((size_t)ps->count + 3, sizeof *o->params);
+    nn_params *ps = model_registry(m); /* the quantizer's parameters included, last */
+    o->params = calloc((size_t)ps->count + 1, sizeof *o->params);
     if (!o->params)
         return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory");
-    size_t off = add_registry(o, ps, 0);
-    static const char *const qnames[3] = {"quantize.embedding.weight", "quantize.proj.weight", "quantize.proj.bias"};
-    for (int w = 0; w < 3; w++) {
-        int64_t n;
-        float *d = optvq_quantizer_param(q, (optvq_param)w, &n);
-        if (!d)
-            continue;
-        train_param *p = &o->params[o->count++];
-        p->name = qnames[w];
-        p->data = d;
-        p->grad = optvq_quantizer_grad(q, (optvq_param)w, NULL);
-        p->n = n;
-        p->decay = decays(p->name);
-        p->quantizer = 1;
-        p->offset = off;
-        off += (size_t)n;
+    size_t off = 0;
+    optvq_status st = add_registry(o, ps, 1, &off);
+    if (st != OPTVQ_OK) {
+        optimizer_free(o);
+        return st;
     }
     return finish_init(o, off, max_lr, mul_lr, weight_decay, total_steps);
 }
@@ -114,7 +92,12 @@ optvq_status optimizer_init_list(optimizer *o, nn_params *ps, double max_lr, dou
     o->params = calloc((size_t)ps->count + 1, sizeof *o->params);
     if (!o->params)
         return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory");
-    size_t off = add_registry(o, ps, 1);
+    size_t off = 0;
+    optvq_status st = add_registry(o, ps, 0, &off);
+    if (st != OPTVQ_OK) {
+        optimizer_free(o);
+        return st;
+    }
     return finish_init(o, off, max_lr, 1.0, weight_decay, total_steps);
 }
 

@@ -27,11 +27,12 @@ typedef struct optimizer {
     onecycle schedule;
 } optimizer;
 
-/* Collects the model's parameters (encoder, decoder, connectors, quantizer). */
+/* Collects the model's registry (encoder, decoder, connectors, quantizer),
+ * weight decay by each parameter's declared role. */
 optvq_status optimizer_init(optimizer *o, optvq_model *m, double max_lr, double mul_lr, double weight_decay,
                             int64_t total_steps);
 /* Collects every parameter of a registry (the discriminator): weight decay
- * on the conv/linear weights (ndim >= 2), none on biases and norms. */
+ * by declared role (conv/linear weights), none on biases and norms. */
 optvq_status optimizer_init_list(optimizer *o, nn_params *ps, double max_lr, double weight_decay,
                                  int64_t total_steps);
 void optimizer_free(optimizer *o);

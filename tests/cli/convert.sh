@@ -53,8 +53,8 @@ expect_bad evil "$REF/evil_global.pth" "system"
 expect_bad crc "$REF/crc_corrupt.pth" "CRC"
 printf 'hello, world, not weights' >"$tmp/junk.bin"
 expect_bad junk "$tmp/junk.bin" "safetensors"
-# an unwritable destination: exit 1, nothing written
-"$BIN" convert "$REF/ckpt.pth" "$tmp/no/such/dir/x.safetensors" >/dev/null 2>"$tmp/err"
+# an unwritable destination (a file where a folder must be): exit 1, nothing written
+"$BIN" convert "$REF/ckpt.pth" "$tmp/junk.bin/x.safetensors" >/dev/null 2>"$tmp/err"
 [ $? -eq 1 ] || fail "unwritable output should exit 1"
 grep -q "x.safetensors" "$tmp/err" || fail "unwritable output: $(cat "$tmp/err")"
 echo "convert CLI ok"

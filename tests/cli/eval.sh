@@ -12,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
 "$BIN" eval --help >"$tmp/help" || fail "--help"
-grep -q "usage: optvq eval" "$tmp/help" || fail "help text"
+grep -q "optvq eval - " "$tmp/help" || fail "help text"
 "$BIN" --help | grep -q "^  eval " || fail "eval missing from optvq --help"
 
 # .npy input (B, C, H, W) in [-1, 1], with JSON

@@ -26,7 +26,7 @@ cmp -s "$tmp/dec.npy" "$tmp/rec.npy" || fail "decode(encode(x)) != reconstruct(x
 cmp -s "$tmp/tok.npy" "$tmp/tok2.npy" || fail "tokens of encode and reconstruct differ"
 mkdir "$tmp/imgs"
 cp tests/ref/image/chelsea_crop.png tests/ref/image/coffee_crop.jpg "$tmp/imgs/"
-"$BIN" reconstruct --model "$M" --input "$tmp/imgs" --out "$tmp/recdir" --assign nearest 2>/dev/null || fail "folder"
+"$BIN" reconstruct --model "$M" --input "$tmp/imgs" --out "$tmp/recdir/" --assign nearest 2>/dev/null || fail "folder"
 [ -s "$tmp/recdir/chelsea_crop.png" ] && [ -s "$tmp/recdir/coffee_crop.png" ] || fail "folder outputs"
 "$BIN" reconstruct --model "$M" --input "$tmp/imgs/chelsea_crop.png" --out "$tmp/one.png" 2>/dev/null || fail "one image"
 head -c 8 "$tmp/one.png" | od -An -c | grep -q "P   N   G" || fail "one.png is not a PNG"

@@ -20,7 +20,7 @@ grep -q "codes used" "$tmp/log" || fail "no usage line"
 cmp -s "$tmp/ok/indices.npy" "$REF/indices.npy" || fail "indices differ from the reference"
 
 # --help and usage errors
-"$BIN" quantize --help | grep -q "usage: optvq quantize" || fail "--help"
+"$BIN" quantize --help | grep -q "optvq quantize - " || fail "--help"
 "$BIN" quantize --input x.npy >/dev/null 2>&1; [ $? -eq 2 ] || fail "missing required options should exit 2"
 "$BIN" quantize --bogus 1 >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown option should exit 2"
 "$BIN" quantize --input a --embedding b --out c --assign best >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad choice"
@@ -40,7 +40,7 @@ printf 'not a numpy file at all' >"$tmp/junk.npy"
 expect_bad junk "junk.npy: not a .npy file" --input "$tmp/junk.npy" --embedding "$REF/embedding.npy"
 head -c 100 "$REF/x.npy" >"$tmp/trunc.npy"
 expect_bad truncated "trunc.npy" --input "$tmp/trunc.npy" --embedding "$REF/embedding.npy"
-expect_bad wrong_dim "code_dim" --input "$REF/x.npy" --embedding "$REF/embedding.npy" --num-head 1
+expect_bad wrong_dim "x.npy: vectors of dimension 16" --input "$REF/x.npy" --embedding "$REF/embedding.npy" --num-head 1
 expect_bad wrong_grad "grad_x.npy\|shape" --input "$REF/x.npy" --embedding "$REF/embedding.npy" --num-head "$nh" \
     --grad-out "$REF/embedding.npy"
 # NaN in the input: patch the first float of x.npy's data to a NaN

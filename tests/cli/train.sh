@@ -28,9 +28,11 @@ cmp -s "$tmp/a/checkpoint.safetensors" "$tmp/b/checkpoint.safetensors" || fail "
 [ "$(grep -c '"lr"' "$tmp/b/metrics.jsonl")" -eq 18 ] || fail "resumed metrics.jsonl has duplicate steps"
 
 # SIGKILL at random moments: every state left behind resumes to the same end
+# (a checkpoint still in .pending is one: the next start moves it up)
+has_checkpoint() { [ -f "$1/checkpoint.safetensors" ] || [ -f "$1/.pending/checkpoint.safetensors" ]; }
 i=0
 while [ $i -lt 4 ]; do
-    "$BIN" train $ARGS --out "$tmp/c" $( [ -f "$tmp/c/checkpoint.safetensors" ] && echo --resume ) >/dev/null 2>&1 &
+    "$BIN" train $ARGS --out "$tmp/c" $(has_checkpoint "$tmp/c" && echo --resume) >/dev/null 2>&1 &
     pid=$!
     sleep "0.$(( (i * 37 + 13) % 9 + 1 ))"
     kill -9 $pid 2>/dev/null
@@ -38,7 +40,7 @@ while [ $i -lt 4 ]; do
     for t in "$tmp"/c/*.tmp.*; do [ -e "$t" ] && rm -f "$t"; done  # a killed write leaves only a temp file
     i=$((i + 1))
 done
-if [ -f "$tmp/c/checkpoint.safetensors" ]; then
+if has_checkpoint "$tmp/c"; then
     "$BIN" train $ARGS --out "$tmp/c" --resume >/dev/null 2>&1 || fail "resume after SIGKILL"
 else
     "$BIN" train $ARGS --out "$tmp/c" >/dev/null 2>&1 || fail "restart after SIGKILL before any checkpoint"

@@ -1,0 +1,114 @@
+/*
+ * optvq/train.h — training a tokenizer through the library.
+ *
+ * A training run is a folder (RUN_DIR) that receives checkpoint.safetensors,
+ * model.safetensors + config.json, metrics.jsonl and recon_epoch_NNN.png.
+ * The library owns the whole run: the data, the codebook initialisation, the
+ * reference's recipe (AdamW, OneCycleLR, clipping, AELoss or AELossWithDisc),
+ * held-out evaluation, checkpoints and resume. It prints nothing: progress
+ * comes to a callback, failures as a status with optvq_last_error().
+ *
+ *     optvq_train_options o;
+ *     optvq_train_options_default(&o);
+ *     o.config = "configs/fashion-mnist/optvq.yaml";
+ *     o.out = "runs/optvq";
+ *     optvq_train *t;
+ *     if (optvq_train_create(&o, &t) == OPTVQ_OK)
+ *         optvq_train_run(t, my_progress, NULL);
+ *     optvq_train_free(t);
+ */
+#ifndef OPTVQ_TRAIN_H
+#define OPTVQ_TRAIN_H
+
+#include "optvq/optvq.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && defined(OPTVQ_BUILDING_LIBRARY)
+#pragma GCC visibility push(default)
+#endif
+
+/* The most epochs a run may have. */
+#define OPTVQ_TRAIN_MAX_EPOCHS 1000000
+
+typedef struct optvq_train_options {
+    const char *config;    /* required: a reference-style YAML (or JSON) config      */
+    const char *out;       /* required: the run folder (created with its parents)    */
+    const char *data;      /* training data; NULL: the config's                      */
+    const char *val_data;  /* held-out data; NULL: the test split of an IDX set      */
+    const char *lpips;     /* LPIPS weight files, comma-separated (loss_p_weight > 0) */
+    int64_t epochs;        /* -1: the config's train.epochs                          */
+    int64_t batch_size;    /* -1: the config's data.batch_size                       */
+    int64_t seed;          /* -1: the config's train.seed                            */
+    int64_t limit;         /* train on the first N images; 0: all                    */
+    int64_t val_limit;     /* held-out images evaluated each epoch (1000)            */
+    int64_t stop_after;    /* stop after N steps in this call, as if killed; 0: none */
+    double lr;             /* learning rate per sample; < 0: the config's            */
+    int threads;           /* 0: all cores                                           */
+    int resume;            /* continue RUN_DIR from its checkpoint                   */
+    int force;             /* start over in a RUN_DIR that holds a run               */
+} optvq_train_options;
+
+/* Defaults: everything from the config, val_limit 1000, no resume. */
+void optvq_train_options_default(optvq_train_options *o);
+
+typedef enum optvq_train_event {
+    OPTVQ_TRAIN_STEP = 0,  /* an optimizer step was taken                              */
+    OPTVQ_TRAIN_EPOCH = 1  /* an epoch ended; its checkpoint is written right after   */
+} optvq_train_event;
+
+/* What a callback receives. Values a run does not have are NaN. */
+typedef struct optvq_train_report {
+    optvq_train_event event;
+    int64_t epoch;           /* 1-based: the epoch of the step, or that ended          */
+    int64_t epochs;          /* epochs of the whole run                               */
+    int64_t step;            /* optimizer steps taken so far                          */
+    int64_t total_steps;
+    int64_t step_in_epoch;   /* 1-based                                               */
+    int64_t steps_per_epoch; /* floor(images / batch): the partial batch is dropped   */
+    int64_t first_step;      /* the step this call started from (for an ETA)          */
+    int64_t n_e;             /* codebook size                                         */
+    int64_t train_images;    /* images the run trains on                              */
+    int64_t val_images;      /* held-out images evaluated each epoch (0: none)        */
+    double seconds;          /* STEP: since this call started; EPOCH: the epoch's time */
+    /* STEP: this step's losses. EPOCH: loss is the epoch's mean. */
+    double loss, l1, l2, q, p, g, d, grad_norm, lr;
+    int64_t codes_used;      /* STEP: by the batch; EPOCH: over the epoch's batches    */
+    double perplexity;
+    double val_psnr, val_ssim, val_usage, val_perplexity; /* EPOCH, with held-out data */
+    const char *run_dir;     /* where the run's files are now (a new run stays in
+                                RUN_DIR/.pending until its first checkpoint)          */
+} optvq_train_report;
+
+/* Return 0 to go on, nonzero to stop after this step (as --stop-after does:
+ * no checkpoint beyond the last one; --resume continues). */
+typedef int (*optvq_train_callback)(const optvq_train_report *report, void *user);
+
+typedef struct optvq_train optvq_train;
+
+/* Checks the folder, loads the config, data and model, and either starts a
+ * new run (the codebook initialised from the data) or loads the checkpoint.
+ * A folder that holds a run without resume or force: OPTVQ_ERR_STATE.
+ * Resume without a checkpoint: OPTVQ_ERR_IO. */
+optvq_status optvq_train_create(const optvq_train_options *o, optvq_train **out);
+/* Nonzero when a resumed run had already trained all its epochs. */
+int optvq_train_is_finished(const optvq_train *t);
+/* The run's folder of the moment (see optvq_train_report.run_dir). */
+const char *optvq_train_run_dir(const optvq_train *t);
+/* Trains to the end (or until the callback or stop_after stops it),
+ * writing a checkpoint after every epoch. callback may be NULL. */
+optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void *user);
+/* The model being trained (owned by t): encode/decode/save with optvq.h. */
+optvq_model *optvq_train_model(optvq_train *t);
+void optvq_train_free(optvq_train *t);
+
+#if defined(__GNUC__) && defined(OPTVQ_BUILDING_LIBRARY)
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* OPTVQ_TRAIN_H */

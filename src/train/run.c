@@ -1,0 +1,1052 @@
+/* The training run owned by the library (optvq/train.h): the run folder and
+ * its staging, data, codebook initialisation, the epoch/step loop with the
+ * reference's recipe, held-out evaluation, metrics.jsonl, checkpoints and
+ * resume. Nothing is printed: progress goes to the caller's callback,
+ * failures to optvq_last_error(). */
+#include "optvq/train.h"
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "eval/metrics.h"
+#include "io/image.h"
+#include "io/weights.h"
+#include "model/trainer.h"
+#include "model/vqmodel.h"
+#include "nn/nn.h"
+#include "optvq/optvq.h"
+#include "quant/assign.h"
+#include "quant/distance.h"
+#include "eval/lpips.h"
+#include "model/discriminator.h"
+#include "train/ae_disc.h"
+#include "train/dataset.h"
+#include "train/optimizer.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct optvq_train run;
+struct optvq_train {
+    optvq_train_options opts; /* the caller's, with its strings copied below */
+    const optvq_train_options *o;
+    char *strings[5];
+    FILE *mlog;
+    model_config cfg;
+    optvq_model *model;
+    model_trainer *trainer;
+    optimizer opt;
+    /* the full AELoss / AELossWithDisc (LPIPS, discriminator); general = 0: the plain step */
+    int general;
+    lpips_net *lpips;
+    discriminator *disc;
+    optimizer dopt;
+    ae_disc step;
+    dataset train, val;
+    int have_val;
+    int64_t epochs, batch, seed, steps_per_epoch, total_steps, start_epoch;
+    double lr;
+    /* Where the run's files go: RUN_DIR, or, for a new run until its first
+     * checkpoint, RUN_DIR/.pending (staged = 1), so that a run already in
+     * RUN_DIR stays whole until the new one has something to replace it with. */
+    const char *dir;
+    int staged, finished;
+    char pending[4096];
+    char path[4096];
+};
+
+/* Records the message (optvq_last_error) with `status` and returns 1, the
+ * internal "failed" of the functions below. */
+static int fail_status(optvq_status status, const char *fmt, ...) OPTVQ_PRINTF(2, 3);
+static int fail_status(optvq_status status, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    optvq_fail(status, "%s", msg);
+    return 1;
+}
+#define fail(r, ...) ((void)(r), fail_status(OPTVQ_ERR_FORMAT, __VA_ARGS__))
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return -1;
+        buf[i] = saved;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+static const char *run_file(run *r, const char *name)
+{
+    snprintf(r->path, sizeof r->path, "%s/%s", r->dir, name);
+    return r->path;
+}
+
+/* ---- the run folder: a new run is staged in RUN_DIR/.pending and moved up
+ * at its first checkpoint; the checkpoint moves last, so that until it has,
+ * the staged run can be finished (rolled forward) by the next start ---- */
+
+/* The files that make a folder hold a run. */
+static const char *const RUN_FILES[] = {"checkpoint.safetensors", "model.safetensors", "metrics.jsonl", "config.json"};
+
+static int file_exists(const char *dir, const char *name)
+{
+    char p[4400];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &st) == 0;
+}
+
+/* recon_epoch_NNN.png */
+static int is_grid_name(const char *name)
+{
+    size_t n = strlen(name);
+    return !strncmp(name, "recon_epoch_", 12) && n > 16 && !strcmp(name + n - 4, ".png");
+}
+
+/* Makes renames in dir durable (best effort: not every file system syncs folders). */
+static void sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/* Moves pending/name to out/name if it is there. */
+static int move_up(run *r, const char *name)
+{
+    char from[4400], to[4400];
+    snprintf(from, sizeof from, "%s/%s", r->pending, name);
+    snprintf(to, sizeof to, "%s/%s", r->o->out, name);
+    if (rename(from, to) != 0 && errno != ENOENT)
+        return fail(r, "%s: cannot move to %s: %s", from, to, strerror(errno));
+    return 0;
+}
+
+/* Removes RUN_DIR/.pending and whatever is in it. */
+static int remove_pending(run *r)
+{
+    DIR *d = opendir(r->pending);
+    if (!d)
+        return errno == ENOENT ? 0 : fail(r, "%s: cannot read: %s", r->pending, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            char p[4400];
+            snprintf(p, sizeof p, "%s/%s", r->pending, e->d_name);
+            unlink(p);
+        }
+    closedir(d);
+    if (rmdir(r->pending) != 0 && errno != ENOENT)
+        return fail(r, "%s: cannot remove: %s", r->pending, strerror(errno));
+    return 0;
+}
+
+/* The epochs that RUN_DIR/metrics.jsonl records (its epoch_end lines). */
+static int64_t logged_epochs(run *r)
+{
+    char p[4400], line[4096];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", r->o->out);
+    FILE *f = fopen(p, "r");
+    int64_t n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, "\"epoch_end\"") != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Once RUN_DIR/.pending holds a checkpoint, the new run replaces the old one:
+ * its files move up (the checkpoint last), the old run's reconstruction grids
+ * go. Called at that checkpoint and at every start (a start after a crash in
+ * the middle finishes the moves). */
+static int finish_pending(run *r)
+{
+    if (!file_exists(r->pending, "checkpoint.safetensors"))
+        return 0;
+    /* metrics.jsonl moves first: while it is still pending, no grid has moved yet */
+    const int moves_begun = !file_exists(r->pending, "metrics.jsonl");
+    static const char *const staged_files[] = {"metrics.jsonl", "model.safetensors", "config.json", "curves.png"};
+    for (size_t i = 0; i < sizeof staged_files / sizeof *staged_files; i++)
+        if (move_up(r, staged_files[i]))
+            return 1;
+    /* the old run's grids go: those the new run has none of, or (finishing
+     * after a crash, when some of the new run's may have moved up already)
+     * those of epochs past the new run's */
+    const int64_t new_epochs = moves_begun ? logged_epochs(r) : 0;
+    DIR *d = opendir(r->o->out);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (is_grid_name(e->d_name) &&
+            (moves_begun ? atoll(e->d_name + 12) > new_epochs : !file_exists(r->pending, e->d_name))) {
+            char p[4400];
+            snprintf(p, sizeof p, "%s/%s", r->o->out, e->d_name);
+            unlink(p);
+        }
+    if (d)
+        closedir(d);
+    d = opendir(r->pending);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (is_grid_name(e->d_name) && move_up(r, e->d_name)) {
+            closedir(d);
+            return 1;
+        }
+    if (d)
+        closedir(d);
+    sync_dir(r->o->out);
+    if (move_up(r, "checkpoint.safetensors"))
+        return 1;
+    sync_dir(r->o->out);
+    return remove_pending(r);
+}
+
+/* Before anything is loaded: a folder holding a run is refused unless
+ * --resume or --force says what to do with it (exit 2); --resume needs a
+ * checkpoint. Returns the exit status, 0 to go on. */
+static int check_run_folder(run *r)
+{
+    const optvq_train_options *o = r->o;
+    struct stat st;
+    if (stat(o->out, &st) == 0 && !S_ISDIR(st.st_mode))
+        return fail(r, "%s: not a folder", o->out);
+    if (snprintf(r->pending, sizeof r->pending, "%s/.pending", o->out) >= (int)sizeof r->pending)
+        return fail(r, "%s: the path is too long", o->out);
+    if (finish_pending(r))
+        return 1;
+    if (o->resume) {
+        if (!file_exists(o->out, "checkpoint.safetensors"))
+            return fail_status(OPTVQ_ERR_IO,
+                               "%s: nothing to resume: no checkpoint.safetensors (a run writes its first one at the "
+                               "end of epoch 1); start it without --resume",
+                               o->out);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof RUN_FILES / sizeof *RUN_FILES && !o->force; i++)
+        if (file_exists(o->out, RUN_FILES[i])) {
+            return fail_status(OPTVQ_ERR_STATE,
+                               "%s holds a run (%s): --resume continues it, --force starts a new one (the old files "
+                               "stay until its first checkpoint)",
+                               o->out, RUN_FILES[i]);
+        }
+    return 0;
+}
+
+/* ---- codebook initialisation (train.use_initiate) ---- */
+
+/* Encoder features of the first images as code_dim vectors (b, y, x, head). */
+static int collect_features(run *r, float **vec, int64_t *count)
+{
+    const int64_t e = r->cfg.quantize.e_dim, h = r->cfg.quantize.num_head, d = e / h;
+    const int64_t R = r->train.r, f = coder_downsample(&r->cfg.encoder), lh = R / f;
+    /* about 64 features per code, as faiss's k-means samples at most 256 */
+    int64_t want = 64 * r->cfg.quantize.n_e / (lh * lh * h) + 1;
+    int64_t imgs = r->train.n < want ? r->train.n : want;
+    int64_t n = imgs * lh * lh * h;
+    float *z = malloc((size_t)(256 * e * lh * lh) * sizeof(float));
+    float *v = malloc((size_t)(n * d) * sizeof(float));
+    if (!z || !v) {
+        free(z);
+        free(v);
+        return fail(r, "out of memory for the codebook initialisation");
+    }
+    for (int64_t i0 = 0; i0 < imgs; i0 += 256) {
+        int64_t b = imgs - i0 < 256 ? imgs - i0 : 256;
+        if (model_encoder_forward(r->model, r->train.images + i0 * r->train.c * R * R, b, R, R, z) != OPTVQ_OK) {
+            free(z);
+            free(v);
+            return fail(r, "%s", optvq_last_error());
+        }
+        for (int64_t bi = 0; bi < b; bi++)
+            for (int64_t y = 0; y < lh; y++)
+                for (int64_t x = 0; x < lh; x++)
+                    for (int64_t c = 0; c < e; c++)
+                        v[((((i0 + bi) * lh + y) * lh + x) * e) + c] = z[((bi * e + c) * lh + y) * lh + x];
+    }
+    free(z);
+    *vec = v;
+    *count = n;
+    return 0;
+}
+
+/* Random selection, or k-means (Lloyd, 20 rounds, from a random selection)
+ * of encoder features; the embedding starts at the chosen codes. */
+static int init_codebook(run *r)
+{
+    const char *method = r->cfg.train.use_initiate;
+    if (!method[0])
+        return 0;
+    float *v = NULL;
+    int64_t n = 0;
+    if (collect_features(r, &v, &n))
+        return 1;
+    const int64_t n_e = r->cfg.quantize.n_e, d = r->cfg.quantize.e_dim / r->cfg.quantize.num_head;
+    if (n < n_e) {
+        free(v);
+        return fail(r, "%lld feature vectors are too few to initialise %lld codes", (long long)n, (long long)n_e);
+    }
+    optvq_rng rng;
+    optvq_rng_seed(&rng, (uint64_t)r->seed ^ 0xC0DEB00Cull);
+    int64_t *perm = malloc((size_t)n * sizeof *perm), *idx = malloc((size_t)n * sizeof *idx);
+    float *cent = malloc((size_t)(n_e * d) * sizeof(float)), *cT = malloc((size_t)(n_e * d) * sizeof(float));
+    float *cn = malloc((size_t)n_e * sizeof(float)), *xn = malloc((size_t)n * sizeof(float));
+    double *sum = malloc((size_t)(n_e * d) * sizeof(double));
+    int64_t *cnt = malloc((size_t)n_e * sizeof *cnt);
+    int rc = 0;
+    if (!perm || !idx || !cent || !cT || !cn || !xn || !sum || !cnt) {
+        rc = fail(r, "out of memory for the codebook initialisation");
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++)
+        perm[i] = i;
+    for (int64_t i = 0; i < n_e; i++) { /* partial Fisher-Yates */
+        int64_t j = i + (int64_t)optvq_rng_below(&rng, (uint64_t)(n - i));
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+        memcpy(cent + i * d, v + perm[i] * d, (size_t)d * sizeof(float));
+    }
+    if (!strcmp(method, "kmeans")) {
+        dist_sqnorms(xn, v, n, d);
+        for (int round = 0; round < 20; round++) {
+            for (int64_t k = 0; k < n_e; k++)
+                for (int64_t j = 0; j < d; j++)
+                    cT[j * n_e + k] = cent[k * d + j];
+            dist_sqnorms(cn, cent, n_e, d);
+            dist_ctx dc = {v, xn, cent, cT, cn, n, n_e, d};
+            if (nearest_assign(&dc, idx) != OPTVQ_OK) {
+                rc = fail(r, "%s", optvq_last_error());
+                goto done;
+            }
+            memset(sum, 0, (size_t)(n_e * d) * sizeof(double));
+            memset(cnt, 0, (size_t)n_e * sizeof *cnt);
+            for (int64_t i = 0; i < n; i++) {
+                cnt[idx[i]]++;
+                for (int64_t j = 0; j < d; j++)
+                    sum[idx[i] * d + j] += v[i * d + j];
+            }
+            for (int64_t k = 0; k < n_e; k++) {
+                if (cnt[k] == 0) { /* an empty cluster restarts at a random feature */
+                    int64_t i = (int64_t)optvq_rng_below(&rng, (uint64_t)n);
+                    memcpy(cent + k * d, v + i * d, (size_t)d * sizeof(float));
+                    continue;
+                }
+                for (int64_t j = 0; j < d; j++)
+                    cent[k * d + j] = (float)(sum[k * d + j] / (double)cnt[k]);
+            }
+        }
+    }
+    memcpy(optvq_quantizer_param(optvq_model_quantizer(r->model), OPTVQ_PARAM_EMBEDDING, NULL), cent,
+           (size_t)(n_e * d) * sizeof(float));
+done:
+    free(v);
+    free(perm);
+    free(idx);
+    free(cent);
+    free(cT);
+    free(cn);
+    free(xn);
+    free(sum);
+    free(cnt);
+    return rc;
+}
+
+/* ---- checkpoints: one safetensors file holding the model, the optimizer
+ * moments and the progress, written atomically ---- */
+
+/* Version 1 (before 0.2) stored the progress as a float tensor "progress":
+ * epochs, step, total steps, batch, seed low 24 bits, seed high bits. */
+enum { PROG_EPOCHS, PROG_STEP, PROG_TOTAL, PROG_BATCH, PROG_SEED_LO, PROG_SEED_HI, PROG_N };
+#define CHECKPOINT_VERSION 2
+
+static optvq_status set_meta_int(optvq_weights *w, const char *key, int64_t value)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%lld", (long long)value);
+    return optvq_weights_set_meta(w, key, text);
+}
+
+/* An integer of the metadata: 0 when present and a whole decimal number. */
+static int get_meta_int(const optvq_weights *w, const char *key, int64_t *value)
+{
+    const char *text = optvq_weights_meta(w, key);
+    if (!text || !text[0])
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || *end)
+        return -1;
+    *value = (int64_t)v;
+    return 0;
+}
+
+static int save_checkpoint(run *r, int64_t epochs_done)
+{
+    /* the loadable export first: a checkpoint never stands beside an older model */
+    if (optvq_model_save(r->model, r->dir) != OPTVQ_OK)
+        return fail(r, "%s", optvq_last_error());
+    optvq_weights *w;
+    if (optvq_weights_create(&w) != OPTVQ_OK)
+        return fail(r, "%s", optvq_last_error());
+    optvq_status st = OPTVQ_OK;
+    char name[300];
+    const optimizer *opts[2] = {&r->opt, &r->dopt};
+    for (int k = 0; k < (r->disc ? 2 : 1); k++)
+        for (int i = 0; st == OPTVQ_OK && i < opts[k]->count; i++) {
+            const train_param *p = &opts[k]->params[i];
+            int64_t shape[1] = {p->n};
+            st = optvq_weights_add(w, p->name, 1, shape, p->data);
+            snprintf(name, sizeof name, "optimizer.m.%s", p->name);
+            if (st == OPTVQ_OK)
+                st = optvq_weights_add(w, name, 1, shape, opts[k]->m + p->offset);
+            snprintf(name, sizeof name, "optimizer.v.%s", p->name);
+            if (st == OPTVQ_OK)
+                st = optvq_weights_add(w, name, 1, shape, opts[k]->v + p->offset);
+        }
+    /* the discriminator's BatchNorm statistics; its integer counter as an integer (metadata) */
+    for (int i = 0; st == OPTVQ_OK && r->disc && i < disc_buffer_count(r->disc); i++) {
+        optvq_dtype dt;
+        int64_t n;
+        void *b = disc_buffer(r->disc, i, &dt, &n);
+        if (dt != OPTVQ_F32) {
+            snprintf(name, sizeof name, "optvq.int.%s", disc_buffer_name(r->disc, i));
+            st = set_meta_int(w, name, *(int64_t *)b);
+            continue;
+        }
+        int64_t shape[1] = {n};
+        st = optvq_weights_add(w, disc_buffer_name(r->disc, i), 1, shape, b);
+    }
+    /* progress as exact integers in the header's metadata (checkpoints before
+     * version 2 kept it as a float tensor, which load_checkpoint still reads) */
+    const struct { const char *key; int64_t value; } prog[] = {
+        {"optvq.checkpoint", CHECKPOINT_VERSION}, {"optvq.epochs_done", epochs_done}, {"optvq.step", r->opt.step},
+        {"optvq.total_steps", r->total_steps},    {"optvq.batch", r->batch},          {"optvq.seed", r->seed}};
+    for (size_t i = 0; st == OPTVQ_OK && i < sizeof prog / sizeof prog[0]; i++)
+        st = set_meta_int(w, prog[i].key, prog[i].value);
+    if (st == OPTVQ_OK)
+        st = optvq_weights_save_safetensors(w, run_file(r, "checkpoint.safetensors"));
+    optvq_weights_free(w);
+    if (st != OPTVQ_OK)
+        return fail(r, "%s", optvq_last_error());
+    if (r->staged) { /* the new run's first checkpoint: it replaces the folder's old run now */
+        if (finish_pending(r))
+            return 1;
+        r->staged = 0;
+        r->dir = r->o->out;
+    }
+    return 0;
+}
+
+static int load_checkpoint(run *r)
+{
+    optvq_weights *w;
+    const char *path = run_file(r, "checkpoint.safetensors");
+    if (optvq_weights_load(path, &w) != OPTVQ_OK)
+        return fail(r, "--resume: %s", optvq_last_error());
+    int rc = 0;
+    int64_t version = 0, epochs_done = 0, step = 0, total = 0, batch = 0, seed = 0;
+    if (!get_meta_int(w, "optvq.checkpoint", &version)) {
+        if (version != CHECKPOINT_VERSION || get_meta_int(w, "optvq.epochs_done", &epochs_done) ||
+            get_meta_int(w, "optvq.step", &step) || get_meta_int(w, "optvq.total_steps", &total) ||
+            get_meta_int(w, "optvq.batch", &batch) || get_meta_int(w, "optvq.seed", &seed)) {
+            rc = fail(r, "%s: checkpoint version %lld or its progress record is not one this optvq reads", path,
+                      (long long)version);
+            goto done;
+        }
+    } else { /* version 1: the float tensor */
+        const optvq_tensor *prog = optvq_weights_find(w, "progress");
+        if (!prog || prog->numel != PROG_N) {
+            rc = fail(r, "%s: no progress record (not an optvq training checkpoint)", path);
+            goto done;
+        }
+        epochs_done = (int64_t)prog->data[PROG_EPOCHS];
+        step = (int64_t)prog->data[PROG_STEP];
+        total = (int64_t)prog->data[PROG_TOTAL];
+        batch = (int64_t)prog->data[PROG_BATCH];
+        seed = (int64_t)prog->data[PROG_SEED_LO] | ((int64_t)prog->data[PROG_SEED_HI] << 24);
+    }
+    if (total != r->total_steps || batch != r->batch || seed != r->seed || epochs_done < 0 || step < 0 ||
+        step > total) {
+        rc = fail(r, "%s: the run used other settings (%lld steps, batch %lld, seed %lld); resume with the same "
+                     "--epochs, --batch-size, --seed and data",
+                  path, (long long)total, (long long)batch, (long long)seed);
+        goto done;
+    }
+    char name[300];
+    const optimizer *opts[2] = {&r->opt, &r->dopt};
+    for (int k = 0; k < (r->disc ? 2 : 1) && !rc; k++)
+    for (int i = 0; i < opts[k]->count && !rc; i++) {
+        const train_param *p = &opts[k]->params[i];
+        const char *names[3] = {p->name, NULL, NULL};
+        char mname[300];
+        snprintf(name, sizeof name, "optimizer.m.%s", p->name);
+        snprintf(mname, sizeof mname, "optimizer.v.%s", p->name);
+        names[1] = name;
+        names[2] = mname;
+        float *dest[3] = {p->data, opts[k]->m + p->offset, opts[k]->v + p->offset};
+        for (int k = 0; k < 3; k++) {
+            const optvq_tensor *t = optvq_weights_find(w, names[k]);
+            if (!t || t->numel != p->n) {
+                rc = fail(r, "%s: tensor %s is missing or has the wrong size", path, names[k]);
+                break;
+            }
+            memcpy(dest[k], t->data, (size_t)p->n * sizeof(float));
+        }
+    }
+    for (int i = 0; !rc && r->disc && i < disc_buffer_count(r->disc); i++) {
+        optvq_dtype dt;
+        int64_t n;
+        void *b = disc_buffer(r->disc, i, &dt, &n);
+        int64_t counter;
+        snprintf(name, sizeof name, "optvq.int.%s", disc_buffer_name(r->disc, i));
+        if (dt != OPTVQ_F32 && !get_meta_int(w, name, &counter)) {
+            *(int64_t *)b = counter;
+            continue;
+        }
+        const optvq_tensor *t = optvq_weights_find(w, disc_buffer_name(r->disc, i));
+        if (!t || t->numel != (dt == OPTVQ_F32 ? n : 1)) {
+            rc = fail(r, "%s: tensor %s is missing or has the wrong size", path, disc_buffer_name(r->disc, i));
+            break;
+        }
+        if (dt == OPTVQ_F32)
+            memcpy(b, t->data, (size_t)n * sizeof(float));
+        else /* version 1: the counter as a float */
+            *(int64_t *)b = (int64_t)t->data[0];
+    }
+    r->opt.step = r->dopt.step = step;
+    r->start_epoch = epochs_done;
+done:
+    optvq_weights_free(w);
+    return rc;
+}
+
+/* A JSON number, or null for NaN/Inf (held-out metrics without held-out data). */
+static const char *jnum(char buf[32], double v)
+{
+    if (!isfinite(v))
+        return "null";
+    snprintf(buf, 32, "%.6g", v);
+    return buf;
+}
+
+/* A new run's metrics.jsonl (staged), or a resumed run's, keeping the lines
+ * of steps up to `step` (the resumed run rewrites the rest) and reading them
+ * back into the curves. */
+static FILE *open_metrics(run *r, int64_t step)
+{
+    const char *path = run_file(r, "metrics.jsonl");
+    if (!r->o->resume) {
+        FILE *f = fopen(path, "w");
+        if (!f)
+            fail(r, "%s: cannot write: %s", path, strerror(errno));
+        return f;
+    }
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *in = fopen(path, "r"), *out = fopen(tmp, "w");
+    if (!out) {
+        if (in)
+            fclose(in);
+        fail(r, "%s: cannot write: %s", tmp, strerror(errno));
+        return NULL;
+    }
+    char line[4096];
+    while (in && fgets(line, sizeof line, in)) {
+        const char *s = strstr(line, "\"step\":");
+        long long st = s ? atoll(s + 7) : 0;
+        if (st <= step)
+            fputs(line, out);
+    }
+    if (in)
+        fclose(in);
+    if (fclose(out) != 0 || rename(tmp, path) != 0) {
+        fail(r, "%s: cannot write: %s", path, strerror(errno));
+        return NULL;
+    }
+    FILE *f = fopen(path, "a");
+    if (!f)
+        fail(r, "%s: cannot write: %s", path, strerror(errno));
+    return f;
+}
+
+/* Originals (top row) and reconstructions (bottom row) of up to 16 images. */
+static int write_grid(run *r, const float *orig, const float *rec, int64_t n, int64_t epoch)
+{
+    const int64_t c = r->val.c, R = r->val.r, cols = n < 16 ? n : 16, W = cols * R, H = 2 * R;
+    float *g = malloc((size_t)(c * H * W) * sizeof(float));
+    if (!g)
+        return fail(r, "out of memory for the reconstruction grid");
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t row = 0; row < 2; row++)
+            for (int64_t i = 0; i < cols; i++)
+                for (int64_t y = 0; y < R; y++)
+                    memcpy(g + (ch * H + row * R + y) * W + i * R, (row ? rec : orig) + ((i * c + ch) * R + y) * R,
+                           (size_t)R * sizeof(float));
+    char name[64];
+    snprintf(name, sizeof name, "recon_epoch_%03lld.png", (long long)epoch + 1);
+    optvq_status st = optvq_image_write_png_signed(run_file(r, name), g, (int)c, (int)H, (int)W);
+    free(g);
+    return st == OPTVQ_OK ? 0 : fail(r, "%s", optvq_last_error());
+}
+
+/* PSNR/SSIM and codebook usage on the held-out images. */
+static int evaluate(run *r, int64_t epoch, double *psnr, double *ssim, double *usage, double *ppl)
+{
+    const int64_t n = r->val.n, c = r->val.c, R = r->val.r, per = c * R * R;
+    const int64_t f = coder_downsample(&r->cfg.encoder), tok_per = r->cfg.quantize.num_head * (R / f) * (R / f);
+    float *rec = malloc((size_t)(n * per) * sizeof(float));
+    double *ps = malloc((size_t)n * sizeof(double)), *ss = malloc((size_t)n * sizeof(double));
+    int64_t *tok = malloc((size_t)(n * tok_per) * sizeof(int64_t));
+    int rc = 0;
+    if (!rec || !ps || !ss || !tok) {
+        rc = fail(r, "out of memory for the evaluation");
+        goto done;
+    }
+    for (int64_t i = 0; i < n && !rc; i += r->batch) {
+        int64_t b = n - i < r->batch ? n - i : r->batch;
+        if (optvq_model_reconstruct(r->model, r->val.images + i * per, b, R, R, rec + i * per, tok + i * tok_per) !=
+            OPTVQ_OK)
+            rc = fail(r, "%s", optvq_last_error());
+    }
+    if (!rc && metrics_batch_signed(r->val.images, rec, n, (int)c, (int)R, (int)R, ps, ss) != OPTVQ_OK)
+        rc = fail(r, "%s", optvq_last_error());
+    if (!rc) {
+        metrics_acc a;
+        metrics_acc_init(&a);
+        for (int64_t i = 0; i < n; i++)
+            metrics_acc_add(&a, ps[i], ss[i]);
+        *psnr = metrics_acc_psnr(&a);
+        *ssim = metrics_acc_ssim(&a);
+        optvq_usage u;
+        optvq_usage_compute(tok, n * tok_per, r->cfg.quantize.n_e, &u);
+        *usage = u.fraction_used;
+        *ppl = u.perplexity;
+        rc = write_grid(r, r->val.images, rec, n, epoch);
+    }
+done:
+    free(rec);
+    free(ps);
+    free(ss);
+    free(tok);
+    return rc;
+}
+
+/* At the end of an epoch: the metrics on disk, then the checkpoint (which,
+ * for a new run's first, moves the staged files up, the caller's curves.png
+ * among them). */
+static int end_epoch_files(run *r, FILE *mlog, int64_t epochs_done)
+{
+    if (fflush(mlog) != 0 || (r->staged && fsync(fileno(mlog)) != 0))
+        return fail(r, "%s: cannot write: %s", run_file(r, "metrics.jsonl"), strerror(errno));
+    return save_checkpoint(r, epochs_done);
+}
+
+static int setup(run *r)
+{
+    const optvq_train_options *o = r->o;
+    int rc = check_run_folder(r);
+    if (rc)
+        return rc;
+    if (model_config_load(o->config, &r->cfg) != OPTVQ_OK)
+        return fail(r, "%s", optvq_last_error());
+    const train_settings *t = &r->cfg.train;
+    r->epochs = o->epochs >= 0 ? o->epochs : t->epochs;
+    r->batch = o->batch_size > 0 ? o->batch_size : t->batch_size;
+    r->seed = o->seed >= 0 ? o->seed : t->seed;
+    r->lr = o->lr >= 0 ? o->lr : t->learning_rate;
+    if (r->epochs > OPTVQ_TRAIN_MAX_EPOCHS)
+        return fail_status(OPTVQ_ERR_INVALID_ARG, "--epochs %lld is over the limit of %d", (long long)r->epochs,
+                           OPTVQ_TRAIN_MAX_EPOCHS);
+    if (t->loss_p != 0.0 && !o->lpips)
+        return fail(r,
+                    "%s: loss_p_weight %g needs LPIPS weights: give --lpips vgg16.pth,vgg.pth (torchvision's VGG16 and "
+                    "lpips's v0.1 vgg.pth) or set loss_p_weight to 0",
+                    o->config, t->loss_p);
+    optvq_set_num_threads(o->threads);
+    if (model_create_from_config(&r->cfg, (uint64_t)r->seed, &r->model) != OPTVQ_OK ||
+        model_trainer_create(r->model, &r->trainer) != OPTVQ_OK)
+        return fail(r, "%s: %s", o->config, optvq_last_error());
+    const char *spec = o->data ? o->data : t->dataset;
+    if (!spec || !spec[0])
+        return fail(r, "%s: the config names no training data; give --data", o->config);
+    const int64_t R = t->resize > 0 ? t->resize : 32, C = r->cfg.encoder.in_channels;
+    if (dataset_load(spec, 1, R, (int)C, o->limit, &r->train) != OPTVQ_OK)
+        return fail(r, "%s", optvq_last_error());
+    if (r->train.c != C)
+        return fail(r, "%s: %lld-channel images for a %lld-channel model", spec, (long long)r->train.c, (long long)C);
+    const char *vspec = o->val_data;
+    if (!vspec && (!strcmp(spec, "fashion-mnist") || !strcmp(spec, "fashion-mnist:train")))
+        vspec = "fashion-mnist:test";
+    if (vspec && o->val_limit > 0) {
+        if (dataset_load(vspec, 0, R, (int)C, o->val_limit, &r->val) != OPTVQ_OK)
+            return fail(r, "%s", optvq_last_error());
+        r->have_val = 1;
+    }
+    /* as the reference's DataLoader(drop_last=True): only full batches, the last partial one of each shuffled
+     * epoch is dropped (the held-out evaluation keeps every image) */
+    r->steps_per_epoch = r->train.n / r->batch;
+    if (r->epochs > 0 && r->steps_per_epoch == 0)
+        return fail(r, "%s: %lld training images are fewer than one batch of %lld (the last partial batch of each "
+                    "epoch is dropped); lower --batch-size",
+                    spec, (long long)r->train.n, (long long)r->batch);
+    r->total_steps = r->epochs * r->steps_per_epoch;
+    if (optimizer_init(&r->opt, r->model, r->lr * (double)r->batch, t->mul_learning_rate, t->weight_decay,
+                       r->total_steps > 0 ? r->total_steps : 1) != OPTVQ_OK)
+        return fail(r, "%s", optvq_last_error());
+    r->general = t->use_disc || t->loss_p != 0.0;
+    if (t->loss_p != 0.0) {
+        char buf[4096];
+        const char *paths[2] = {buf, NULL};
+        int np = 1;
+        if (snprintf(buf, sizeof buf, "%s", o->lpips) >= (int)sizeof buf)
+            return fail(r, "--lpips: the paths are too long");
+        char *comma = strchr(buf, ',');
+        if (comma) {
+            *comma = 0;
+            paths[1] = comma + 1;
+            np = 2;
+        }
+        if (lpips_load(paths, np, &r->lpips) != OPTVQ_OK)
+            return fail(r, "%s", optvq_last_error());
+    }
+    if (t->use_disc) {
+        const disc_config dc = {t->disc_in_channels, t->disc_ndf, t->disc_num_layers};
+        if (dc.in_channels != C)
+            return fail(r, "%s: disc_in_channels %lld for %lld-channel images", o->config,
+                        (long long)dc.in_channels, (long long)C);
+        if (disc_create(&dc, (uint64_t)r->seed ^ 0xD15Cull, &r->disc) != OPTVQ_OK ||
+            optimizer_init_list(&r->dopt, disc_params(r->disc), r->lr * (double)r->batch, t->weight_decay,
+                                r->total_steps > 0 ? r->total_steps : 1) != OPTVQ_OK)
+            return fail(r, "%s: %s", o->config, optvq_last_error());
+    }
+    if (r->general && ae_disc_init(&r->step, r->trainer, r->lpips, r->disc, &r->opt, r->disc ? &r->dopt : NULL, t,
+                                   C) != OPTVQ_OK)
+        return fail(r, "%s", optvq_last_error());
+    if (make_dirs(o->out) != 0) /* missing parents too: the rule of every command */
+        return fail(r, "%s: cannot create folder: %s", o->out, strerror(errno));
+    /* what is still pending is an earlier start's that stopped before its first checkpoint */
+    if (remove_pending(r))
+        return 1;
+    if (o->resume) {
+        if (load_checkpoint(r))
+            return 1;
+        if (r->start_epoch >= r->epochs)
+            r->finished = 1;
+        return 0;
+    }
+    if (mkdir(r->pending, 0777) != 0)
+        return fail(r, "%s: cannot create folder: %s", r->pending, strerror(errno));
+    r->dir = r->pending;
+    r->staged = 1;
+    return init_codebook(r);
+}
+
+void optvq_train_options_default(optvq_train_options *o)
+{
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+    o->epochs = o->batch_size = o->seed = -1;
+    o->lr = -1;
+    o->val_limit = 1000;
+}
+
+static void free_run(run *r)
+{
+    if (r->mlog)
+        fclose(r->mlog);
+    dataset_free(&r->train);
+    dataset_free(&r->val);
+    ae_disc_free(&r->step);
+    optimizer_free(&r->opt);
+    optimizer_free(&r->dopt);
+    disc_free(r->disc);
+    lpips_free(r->lpips);
+    model_trainer_free(r->trainer);
+    optvq_model_free(r->model);
+    for (int i = 0; i < 5; i++)
+        free(r->strings[i]);
+    free(r);
+}
+
+void optvq_train_free(optvq_train *t)
+{
+    if (t)
+        free_run(t);
+}
+
+optvq_status optvq_train_create(const optvq_train_options *o, optvq_train **out)
+{
+    if (!out)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "optvq_train_create: out is NULL");
+    *out = NULL;
+    if (!o)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "optvq_train_create: options are NULL");
+    if (!o->config || !o->config[0] || !o->out || !o->out[0])
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "optvq_train_create: config and out are required");
+    if (o->resume && o->force)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "resume and force exclude each other");
+    if (o->epochs < -1 || o->batch_size < -1 || o->batch_size == 0 || o->seed < -1 || o->limit < 0 ||
+        o->val_limit < 0 || o->stop_after < 0 || o->threads < 0 || !(o->lr < 0 || isfinite(o->lr)))
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "optvq_train_create: a negative or non-finite option");
+    run *r = calloc(1, sizeof *r);
+    if (!r)
+        return optvq_fail(OPTVQ_ERR_NOMEM, "out of memory for a training run");
+    r->opts = *o; /* the caller's strings need not outlive this call */
+    const char **fields[5] = {&r->opts.config, &r->opts.out, &r->opts.data, &r->opts.val_data, &r->opts.lpips};
+    for (int i = 0; i < 5; i++)
+        if (*fields[i] && !(*fields[i] = r->strings[i] = strdup(*fields[i]))) {
+            free_run(r);
+            return optvq_fail(OPTVQ_ERR_NOMEM, "out of memory for a training run");
+        }
+    r->o = &r->opts;
+    r->dir = r->opts.out;
+    if (setup(r)) {
+        optvq_status st = optvq_last_status();
+        free_run(r);
+        return st != OPTVQ_OK ? st : OPTVQ_ERR_FORMAT;
+    }
+    if (!r->finished && !(r->mlog = open_metrics(r, r->opt.step))) {
+        optvq_status st = optvq_last_status();
+        free_run(r);
+        return st != OPTVQ_OK ? st : OPTVQ_ERR_IO;
+    }
+    *out = r;
+    return OPTVQ_OK;
+}
+
+int optvq_train_is_finished(const optvq_train *t) { return t ? t->finished : 0; }
+
+const char *optvq_train_run_dir(const optvq_train *t) { return t ? t->dir : NULL; }
+
+optvq_model *optvq_train_model(optvq_train *t) { return t ? t->model : NULL; }
+
+optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void *user)
+{
+    if (!t)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "optvq_train_run: the run is NULL");
+    if (t->finished)
+        return OPTVQ_OK;
+    if (!t->mlog)
+        return optvq_fail(OPTVQ_ERR_STATE, "optvq_train_run: the run has failed before; create it again");
+    run *rp = t;
+    const optvq_train_options *o = rp->o;
+    FILE *mlog = rp->mlog;
+    int rc = 0;
+    float *batch = NULL;
+    int64_t *perm = NULL, *tokens = NULL, *hist = NULL;
+    const int64_t C = rp->train.c, R = rp->train.r, per = C * R * R, n_e = rp->cfg.quantize.n_e;
+    const int64_t f = coder_downsample(&rp->cfg.encoder), tok_per = rp->cfg.quantize.num_head * (R / f) * (R / f);
+    batch = malloc((size_t)(rp->batch * per) * sizeof(float));
+    perm = malloc((size_t)rp->train.n * sizeof *perm);
+    tokens = malloc((size_t)(rp->batch * tok_per) * sizeof *tokens);
+    hist = malloc((size_t)n_e * sizeof *hist);
+    if (!batch || !perm || !tokens || !hist) {
+        rc = fail(rp, "out of memory");
+        goto done;
+    }
+    const model_loss_weights lw = {rp->cfg.train.loss_l1, rp->cfg.train.loss_l2, rp->cfg.train.loss_q};
+    const double t_start = now_seconds();
+    const int64_t first_step = rp->opt.step;
+    int64_t steps_here = 0;
+    optvq_train_report rep;
+    for (int64_t epoch = rp->start_epoch; epoch < rp->epochs; epoch++) {
+        /* the epoch's order depends on (seed, epoch) only, so a resumed run repeats it */
+        optvq_rng rng;
+        optvq_rng_seed(&rng, (uint64_t)rp->seed * 0x9E3779B97F4A7C15ull + (uint64_t)epoch + 1);
+        for (int64_t i = 0; i < rp->train.n; i++)
+            perm[i] = i;
+        for (int64_t i = rp->train.n - 1; i > 0; i--) {
+            int64_t j = (int64_t)optvq_rng_below(&rng, (uint64_t)i + 1), tt = perm[i];
+            perm[i] = perm[j];
+            perm[j] = tt;
+        }
+        memset(hist, 0, (size_t)n_e * sizeof *hist);
+        double t_epoch = now_seconds(), loss_sum = 0;
+        int64_t first_in_epoch = rp->opt.step - epoch * rp->steps_per_epoch; /* > 0 only when resuming mid-epoch */
+        if (first_in_epoch < 0)
+            first_in_epoch = 0;
+        for (int64_t s = first_in_epoch; s < rp->steps_per_epoch; s++) {
+            const int64_t i0 = s * rp->batch, b = rp->batch; /* every step is a full batch (drop_last) */
+            optvq_rng aug; /* per step, so a resumed epoch draws the same crops */
+            optvq_rng_seed(&aug, (uint64_t)rp->seed ^ ((uint64_t)(epoch + 1) << 32) ^ (uint64_t)s);
+            for (int64_t k = 0; k < b && !rc; k++)
+                if (dataset_augment(&rp->train, perm[i0 + k], &aug, batch + k * per) != OPTVQ_OK)
+                    rc = fail(rp, "%s", optvq_last_error());
+            if (rc)
+                goto done;
+            optimizer_zero_grad(&rp->opt);
+            model_losses l;
+            ae_disc_log gl;
+            double t0 = now_seconds(), lr, beta1, gnorm;
+            onecycle_at(&rp->opt.schedule, rp->opt.step, &lr, &beta1);
+            if (rp->general) {
+                if (ae_disc_step(&rp->step, batch, b, R, R, rp->opt.step, &gl, tokens) != OPTVQ_OK) {
+                    rc = fail(rp, "step %lld: %s", (long long)rp->opt.step, optvq_last_error());
+                    goto done;
+                }
+                l.total = gl.total;
+                l.l1 = gl.l1;
+                l.l2 = gl.l2;
+                l.q = gl.q;
+                gnorm = gl.grad_norm;
+            } else {
+                if (model_trainer_step(rp->trainer, batch, b, R, R, &lw, &l, NULL, tokens) != OPTVQ_OK) {
+                    rc = fail(rp, "step %lld: %s", (long long)rp->opt.step, optvq_last_error());
+                    goto done;
+                }
+                gnorm = optimizer_step(&rp->opt);
+            }
+            optvq_usage u;
+            optvq_usage_compute(tokens, b * tok_per, n_e, &u);
+            for (int64_t k = 0; k < b * tok_per; k++)
+                hist[tokens[k]]++;
+            loss_sum += l.total;
+            fprintf(mlog,
+                    "{\"step\": %lld, \"epoch\": %lld, \"lr\": %.6g, \"beta1\": %.6g, \"loss\": %.6g, \"l1\": %.6g, "
+                    "\"l2\": %.6g, \"q\": %.6g, \"grad_norm\": %.6g, \"codes_used\": %lld, \"perplexity\": %.4g, "
+                    "\"seconds\": %.4f",
+                    (long long)rp->opt.step, (long long)epoch + 1, lr, beta1, l.total, l.l1, l.l2, l.q, gnorm,
+                    (long long)u.codes_used, u.perplexity, now_seconds() - t0);
+            if (rp->general)
+                fprintf(mlog, ", \"p\": %.6g", gl.p);
+            if (rp->disc)
+                fprintf(mlog,
+                        ", \"g\": %.6g, \"g_weight\": %.6g, \"disc_factor\": %g, \"d\": %.6g, "
+                        "\"logits_real\": %.6g, \"logits_fake\": %.6g, \"d_grad_norm\": %.6g",
+                        gl.g, gl.g_weight, gl.factor, gl.d, gl.logits_real, gl.logits_fake, gl.d_grad_norm);
+            fputs("}\n", mlog);
+            steps_here++;
+            memset(&rep, 0, sizeof rep);
+            rep.event = OPTVQ_TRAIN_STEP;
+            rep.epoch = epoch + 1;
+            rep.epochs = rp->epochs;
+            rep.step = rp->opt.step;
+            rep.total_steps = rp->total_steps;
+            rep.step_in_epoch = s + 1;
+            rep.steps_per_epoch = rp->steps_per_epoch;
+            rep.first_step = first_step;
+            rep.n_e = n_e;
+            rep.train_images = rp->train.n;
+            rep.val_images = rp->have_val ? rp->val.n : 0;
+            rep.seconds = now_seconds() - t_start;
+            rep.loss = l.total;
+            rep.l1 = l.l1;
+            rep.l2 = l.l2;
+            rep.q = l.q;
+            rep.p = rp->general ? gl.p : NAN;
+            rep.g = rp->disc ? gl.g : NAN;
+            rep.d = rp->disc ? gl.d : NAN;
+            rep.grad_norm = gnorm;
+            rep.lr = lr;
+            rep.codes_used = u.codes_used;
+            rep.perplexity = u.perplexity;
+            rep.val_psnr = rep.val_ssim = rep.val_usage = rep.val_perplexity = NAN;
+            rep.run_dir = rp->dir;
+            int stop = callback && callback(&rep, user);
+            if (stop || (o->stop_after && steps_here >= o->stop_after)) {
+                fflush(mlog);
+                goto done; /* as if killed: no checkpoint */
+            }
+        }
+        int64_t used = 0;
+        double ent = 0, tot = 0;
+        for (int64_t k = 0; k < n_e; k++)
+            tot += (double)hist[k];
+        for (int64_t k = 0; k < n_e; k++)
+            if (hist[k]) {
+                used++;
+                double pk = (double)hist[k] / tot;
+                ent -= pk * log(pk);
+            }
+        double psnr = NAN, ssim = NAN, vu = NAN, vp = NAN;
+        if (rp->have_val && (rc = evaluate(rp, epoch, &psnr, &ssim, &vu, &vp)))
+            goto done;
+        double secs = now_seconds() - t_epoch;
+        char jb[4][32];
+        fprintf(mlog,
+                "{\"epoch_end\": %lld, \"step\": %lld, \"train_codes_used\": %lld, \"train_usage\": %.6g, "
+                "\"train_perplexity\": %.6g, \"val_psnr\": %s, \"val_ssim\": %s, \"val_usage\": %s, "
+                "\"val_perplexity\": %s, \"seconds\": %.3f}\n",
+                (long long)epoch + 1, (long long)rp->opt.step, (long long)used, (double)used / (double)n_e, exp(ent),
+                jnum(jb[0], psnr), jnum(jb[1], ssim), jnum(jb[2], vu), jnum(jb[3], vp), secs);
+        memset(&rep, 0, sizeof rep);
+        rep.event = OPTVQ_TRAIN_EPOCH;
+        rep.epoch = epoch + 1;
+        rep.epochs = rp->epochs;
+        rep.step = rp->opt.step;
+        rep.total_steps = rp->total_steps;
+        rep.step_in_epoch = rp->steps_per_epoch;
+        rep.steps_per_epoch = rp->steps_per_epoch;
+        rep.first_step = first_step;
+        rep.n_e = n_e;
+        rep.train_images = rp->train.n;
+        rep.val_images = rp->have_val ? rp->val.n : 0;
+        rep.seconds = secs;
+        rep.loss = rp->steps_per_epoch > first_in_epoch ? loss_sum / (double)(rp->steps_per_epoch - first_in_epoch) : NAN;
+        rep.l1 = rep.l2 = rep.q = rep.p = rep.g = rep.d = rep.grad_norm = rep.lr = NAN;
+        rep.codes_used = used;
+        rep.perplexity = exp(ent);
+        rep.val_psnr = psnr;
+        rep.val_ssim = ssim;
+        rep.val_usage = vu;
+        rep.val_perplexity = vp;
+        rep.run_dir = rp->dir;
+        int stop = callback && callback(&rep, user);
+        if ((rc = end_epoch_files(rp, mlog, epoch + 1)))
+            goto done;
+        if (stop)
+            goto done;
+    }
+    if (rp->epochs == 0 && (rc = end_epoch_files(rp, mlog, 0)))
+        goto done;
+done:
+    free(batch);
+    free(perm);
+    free(tokens);
+    free(hist);
+    if (rc) { /* a run that failed stays failed: its state may be half a step */
+        fclose(t->mlog);
+        t->mlog = NULL;
+        optvq_status st = optvq_last_status();
+        return st != OPTVQ_OK ? st : OPTVQ_ERR_FORMAT;
+    }
+    return OPTVQ_OK;
+}
