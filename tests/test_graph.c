@@ -1,8 +1,8 @@
 /* The one graph per architecture (src/model/graph.c): the training forward
  * (every activation saved) gives the inference forward's reconstruction and
- * tokens bit for bit, for the plain CNN and the taming VQGAN; the registry
- * holds every parameter, the quantizer's as aliases, with the roles that
- * decide initialisation and weight decay. */
+ * tokens bit for bit, for the plain CNN and the taming VQGAN; the model's
+ * registry holds every parameter, the quantizer's as aliases, with the roles
+ * that decide initialisation and weight decay. */
 #include "model/graph.h"
 #include "model/trainer.h"
 #include "model/vqmodel.h"
@@ -120,23 +120,27 @@ static void check_registry(const char *dir)
     optvq_model *m = load_case(dir, NULL);
     if (!m)
         return;
-    nn_params *all = model_registry(m), *net = model_params(m);
+    nn_params *all = model_params(m);
     optvq_quantizer *q = optvq_model_quantizer(m);
     const optvq_quantizer_config *qc = optvq_quantizer_get_config(q);
-    const int n_quant = qc->use_proj ? 3 : 1;
-    CHECK_MSG(all->count == net->count + n_quant, "%s: %d entries, %d without the quantizer", dir, all->count,
-              net->count);
+    const int n_quant = qc->use_proj ? 3 : 1, n_net = all->count - n_quant;
     /* the quantizer's entries come last and are its own buffers */
     static const char *const qn[3] = {"quantize.embedding.weight", "quantize.proj.weight", "quantize.proj.bias"};
-    for (int k = 0; k < n_quant && all->count == net->count + n_quant; k++) {
-        const nn_param *p = &all->items[net->count + k];
+    for (int k = 0; k < n_quant && n_net > 0; k++) {
+        const nn_param *p = &all->items[n_net + k];
         int64_t cnt = 0;
         float *data = optvq_quantizer_param(q, (optvq_param)k, &cnt);
         CHECK_MSG(!strcmp(p->name, qn[k]) && p->alias && p->group == MODEL_GROUP_QUANTIZER, "%s: entry %s", dir,
                   p->name);
         CHECK(p->data == data && p->grad == optvq_quantizer_grad(q, (optvq_param)k, NULL) && p->numel == cnt);
-        CHECK(!nn_params_find(net, p->name));
     }
+    for (int i = 0; i < n_net; i++)
+        CHECK_MSG(!all->items[i].alias && all->items[i].group != MODEL_GROUP_QUANTIZER, "%s: %s", dir,
+                  all->items[i].name);
+    /* zeroing the registry's gradients reaches the quantizer's */
+    optvq_quantizer_grad(q, OPTVQ_PARAM_EMBEDDING, NULL)[0] = 1.0f;
+    nn_params_zero_grad(all);
+    CHECK(optvq_quantizer_grad(q, OPTVQ_PARAM_EMBEDDING, NULL)[0] == 0.0f);
     /* roles: declared everywhere, weight decay as the reference's module types say */
     optimizer o;
     CHECK_OK(optimizer_init(&o, m, 1e-3, 2.0, 0.05, 10));
@@ -158,15 +162,15 @@ static void check_registry(const char *dir)
     float e0 = optvq_quantizer_param(q, OPTVQ_PARAM_EMBEDDING, NULL)[0];
     model_init_params(m, 7);
     CHECK(optvq_quantizer_param(q, OPTVQ_PARAM_EMBEDDING, NULL)[0] == e0);
-    for (int i = 0; i < net->count; i++) {
-        const nn_param *p = &net->items[i];
+    for (int i = 0; i < n_net; i++) {
+        const nn_param *p = &all->items[i];
         const int is_norm = p->role == NN_ROLE_NORM_WEIGHT || p->role == NN_ROLE_NORM_BIAS;
         CHECK_MSG(is_norm == (strstr(p->name, "norm") && !strstr(p->name, "nin_shortcut")), "%s: %s role %d", dir,
                   p->name, (int)p->role);
         /* fan_in: weight.size(1) x kernel area of the layer's weight */
         char wn[NN_PARAM_NAME_MAX];
         snprintf(wn, sizeof wn, "%.*s.weight", (int)(strrchr(p->name, '.') - p->name), p->name);
-        const nn_param *w = nn_params_find(net, wn);
+        const nn_param *w = nn_params_find(all, wn);
         if (!is_norm && w && w->ndim == 4)
             CHECK_MSG(p->fan_in == w->shape[1] * w->shape[2] * w->shape[3], "%s: %s fan_in %lld", dir, p->name,
                       (long long)p->fan_in);

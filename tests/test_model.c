@@ -260,35 +260,22 @@ TEST(model_shipped_taming_configs_parity)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* "name:d0,d1\n" per tensor (model and quantizer), sorted, as shipped_line() in
- * tools/gen_model_ref.py; the count of tensors and parameters alongside. */
+/* "name:d0,d1\n" per tensor of the model's registry (the quantizer's
+ * included), sorted, as shipped_line() in tools/gen_model_ref.py; the count
+ * of tensors and parameters alongside. */
 static char *structure_text(optvq_model *m, int *n_tensors, int64_t *n_params)
 {
     nn_params *ps = model_params(m);
-    const optvq_quantizer_config *q = optvq_quantizer_get_config(optvq_model_quantizer(m));
-    const int64_t d = q->e_dim / q->num_head;
-    int n = ps->count + 1 + (q->use_proj ? 2 : 0);
+    int n = ps->count;
     char **lines = calloc((size_t)n, sizeof *lines);
     int64_t total = 0;
     for (int i = 0; i < n; i++) {
         char buf[NN_PARAM_NAME_MAX + 128];
-        int len;
-        if (i < ps->count) {
-            const nn_param *p = &ps->items[i];
-            len = snprintf(buf, sizeof buf, "%s:", p->name);
-            for (int k = 0; k < p->ndim; k++)
-                len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%lld", k ? "," : "", (long long)p->shape[k]);
-            total += p->numel;
-        } else if (i == ps->count) {
-            len = snprintf(buf, sizeof buf, "quantize.embedding.weight:%lld,%lld", (long long)q->n_e, (long long)d);
-            total += q->n_e * d;
-        } else if (i == ps->count + 1) {
-            len = snprintf(buf, sizeof buf, "quantize.proj.weight:%lld,%lld", (long long)d, (long long)d);
-            total += d * d;
-        } else {
-            len = snprintf(buf, sizeof buf, "quantize.proj.bias:%lld", (long long)d);
-            total += d;
-        }
+        const nn_param *p = &ps->items[i];
+        int len = snprintf(buf, sizeof buf, "%s:", p->name);
+        for (int k = 0; k < p->ndim; k++)
+            len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%lld", k ? "," : "", (long long)p->shape[k]);
+        total += p->numel;
         snprintf(buf + len, sizeof buf - (size_t)len, "\n");
         lines[i] = strdup(buf);
     }

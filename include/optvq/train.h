@@ -49,9 +49,20 @@ typedef struct optvq_train_options {
     int threads;           /* 0: all cores                                           */
     int resume;            /* continue RUN_DIR from its checkpoint                   */
     int force;             /* start over in a RUN_DIR that holds a run               */
+    /* A new run only (a resumed run keeps its own weights): */
+    const char *init_from; /* start from these weights (a model folder, .pth/.ckpt or
+                              .safetensors) instead of a random init: every tensor
+                              but quantize.embedding.weight, by name; names the model
+                              lacks are refused, missing ones keep their init (the
+                              reference's train.enterpoint). NULL: the config's       */
+    const char *codebook;  /* the codebook (n_e, code_dim) from a .npy, .pth or
+                              .safetensors file instead of train.use_initiate (the
+                              reference's train.code_path). NULL: the config's       */
 } optvq_train_options;
 
-/* Defaults: everything from the config, val_limit 1000, no resume. */
+/* Defaults: everything from the config, val_limit 1000, no resume. Relative
+ * paths in a config (train.enterpoint, train.code_path) are taken as they are,
+ * from the current folder. */
 void optvq_train_options_default(optvq_train_options *o);
 
 typedef enum optvq_train_event {

@@ -13,6 +13,7 @@ static const char *const HELP =
     "\n"
     "SYNOPSIS\n"
     "    optvq train --config CFG --out RUN_DIR [--resume | --force] [--data D]\n"
+    "                [--init-from MODEL] [--codebook FILE]\n"
     "                [--val-data D] [--epochs N] [--batch-size B] [--lr LR] [--seed S]\n"
     "                [--limit N] [--val-limit N] [--lpips V[,L]] [--threads T]\n"
     "\n"
@@ -40,6 +41,16 @@ static const char *const HELP =
     "    --force           start a new run in a RUN_DIR that holds one: the old\n"
     "                      run's files stay untouched until the new run's first\n"
     "                      checkpoint (end of epoch 1) and are replaced then\n"
+    "    --init-from M     start from existing weights (a model folder such as a\n"
+    "                      downloaded checkpoint, a .pth/.ckpt or .safetensors\n"
+    "                      file): every tensor but quantize.embedding.weight, by\n"
+    "                      name; a tensor the model lacks or of another shape is\n"
+    "                      refused, missing ones keep their init (default: the\n"
+    "                      config's train.enterpoint, else a random init)\n"
+    "    --codebook FILE   start from this codebook (n_e, code_dim): a .npy, a file\n"
+    "                      holding one tensor (torch.save(codes)), or one with\n"
+    "                      quantize.embedding.weight; replaces train.use_initiate\n"
+    "                      (default: the config's train.code_path)\n"
     "    --data D          training data (default: the config's; fashion-mnist, an\n"
     "                      IDX file, a .npy (N, C, R, R) in [-1, 1], or an image\n"
     "                      folder)\n"
@@ -84,6 +95,8 @@ static const char *const HELP =
     "EXAMPLES\n"
     "    optvq train --config configs/fashion-mnist/optvq.yaml --out runs/optvq\n"
     "    optvq train --config configs/fashion-mnist/optvq.yaml --out runs/optvq --resume\n"
+    "    optvq train --config configs/imagenet/optvq_256_f16_h4.yaml --data MY_IMAGES/ \\\n"
+    "        --init-from optvq-16x16x4 --lpips vgg16-397923af.pth,vgg.pth --out runs/finetune\n"
     "    optvq train --config configs/imagenet/optvq_256_f16_h4.yaml --data IMAGES/ \\\n"
     "        --lpips vgg16-397923af.pth,vgg.pth --out runs/f16h4\n"
     "\n"
@@ -97,7 +110,8 @@ int cmd_train(int argc, char **argv)
     cli_opt opts[] = {{"config", 1, 0},    {"out", 1, 0},       {"data", 1, 0},      {"val-data", 1, 0},
                       {"epochs", 1, 0},    {"batch-size", 1, 0}, {"lr", 1, 0},       {"seed", 1, 0},
                       {"limit", 1, 0},     {"val-limit", 1, 0}, {"threads", 1, 0},   {"resume", 0, 0},
-                      {"stop-after", 1, 0}, {"lpips", 1, 0},    {"force", 0, 0}, {0, 0, 0}};
+                      {"stop-after", 1, 0}, {"lpips", 1, 0},    {"force", 0, 0},
+                      {"init-from", 1, 0}, {"codebook", 1, 0}, {0, 0, 0}};
     int pr = cli_parse("train", argc, argv, opts);
     if (pr == 1) {
         fputs(HELP, stdout);
@@ -116,6 +130,8 @@ int cmd_train(int argc, char **argv)
     o->lpips = cli_get(opts, "lpips");
     o->resume = cli_get(opts, "resume") != NULL;
     o->force = cli_get(opts, "force") != NULL;
+    o->init_from = cli_get(opts, "init-from");
+    o->codebook = cli_get(opts, "codebook");
     int64_t threads = 0;
     if (!o->config || !o->out) {
         fprintf(stderr, "optvq train: --config and --out are required (see --help)\n");

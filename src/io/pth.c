@@ -1232,8 +1232,20 @@ optvq_status optvq_weights_load_pth(const char *path, optvq_weights **out)
 
 collect:;
     const pk_obj *top = &vm.obj[root];
+    if (top->kind == K_TENSOR) { /* torch.save(tensor): one tensor, named "tensor" (e.g. a saved codebook) */
+        st = optvq_weights_create(&w);
+        if (st == OPTVQ_OK)
+            st = materialise(&vm, &vm.t[top->u.i], "tensor", w);
+        if (st != OPTVQ_OK)
+            goto done;
+        optvq_weights_keep_mapping(w, map, size);
+        map = NULL;
+        *out = w;
+        w = NULL;
+        goto done;
+    }
     if (top->kind != K_DICT) {
-        st = optvq_fail(OPTVQ_ERR_FORMAT, "%s: the checkpoint holds no dict (expected a state dict)", path);
+        st = optvq_fail(OPTVQ_ERR_FORMAT, "%s: the checkpoint holds no dict or tensor (expected a state dict)", path);
         goto done;
     }
     const pk_obj *sd = dict_get(&vm, top, "model");

@@ -37,7 +37,9 @@ optvq_status optvq_weights_load_safetensors(const char *path, optvq_weights **ou
 /* PyTorch checkpoint (torch >= 1.6 zip format, or the legacy non-zip format
  * of torch < 1.6 / _use_new_zipfile_serialization=False). The tensors are those of the
  * top-level dict's "model" entry when it is a dict, else of its "state_dict"
- * entry, else of the top-level dict itself; non-tensor values are skipped. */
+ * entry, else of the top-level dict itself; non-tensor values are skipped. A
+ * file holding one bare tensor (torch.save(tensor)) gives one tensor named
+ * "tensor". */
 optvq_status optvq_weights_load_pth(const char *path, optvq_weights **out);
 void optvq_weights_free(optvq_weights *w);
 

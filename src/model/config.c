@@ -393,6 +393,14 @@ static void read_train(reader *r, const cJSON *root, model_config *m)
     t->learning_rate = get_num(r, tr, "learning_rate", 4.5e-6);
     t->mul_learning_rate = get_num(r, tr, "mul_learning_rate", 1.0);
     t->weight_decay = get_num(r, tr, "weight_decay", 0.05);
+    const char *enter = get_str(r, tr, "enterpoint", ""), *codes = get_str(r, tr, "code_path", "");
+    if (strlen(enter) >= sizeof t->enterpoint || strlen(codes) >= sizeof t->code_path) {
+        if (r->status == OPTVQ_OK)
+            r->status = optvq_fail(OPTVQ_ERR_FORMAT, "%s: train.enterpoint or train.code_path is too long", r->what);
+    } else {
+        snprintf(t->enterpoint, sizeof t->enterpoint, "%s", enter);
+        snprintf(t->code_path, sizeof t->code_path, "%s", codes);
+    }
     const char *init = get_str(r, tr, "use_initiate", "");
     /* The reference's vqbase configs say random_select, which its generate_codes
      * does not know: their codebook keeps the random init, as with null. */

@@ -225,9 +225,9 @@ optvq_status graph_build_model(const model_config *c, nn_params *p, graph *enc, 
     else
         plain_encoder(&e);
     OPTVQ_TRY(e.st);
-    /* the decoder's input is the quantizer output, or post_quant_conv's */
-    builder d = {dec, p, MODEL_GROUP_DECODER, c->use_connector ? coder_hidden_dim(&c->decoder, 0) : c->quantize.e_dim,
-                 OPTVQ_OK};
+    /* the decoder's input: post_quant_conv's output, or (no connector; the
+     * config checked they are equal) the quantizer's */
+    builder d = {dec, p, MODEL_GROUP_DECODER, coder_hidden_dim(&c->decoder, 0), OPTVQ_OK};
     if (c->decoder.arch == ARCH_TAMING)
         taming_decoder(&d, &c->decoder);
     else

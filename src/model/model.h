@@ -31,6 +31,8 @@ typedef struct train_settings {
     double mul_learning_rate; /* the quantizer's lr multiplier               */
     double weight_decay;
     char use_initiate[16];    /* "kmeans", "random" or "" (N(0,1) default)   */
+    char enterpoint[1024];    /* start from this checkpoint's weights ("": none) */
+    char code_path[1024];     /* start from this codebook file ("": none)     */
     char dataset[64];         /* "fashion-mnist", "" (give --data) or a path */
     int64_t resize;           /* data.*.transform resize (32)                */
     double loss_l1, loss_l2, loss_q, loss_p;

@@ -51,7 +51,7 @@ optvq_status model_trainer_create(optvq_model *m, model_trainer **out)
     }
     const block *last = &dec->blocks[dec->n - 1];
     if (last->kind == BLOCK_CONV)
-        t->last = &model_registry(m)->items[last->first_param];
+        t->last = &model_params(m)->items[last->first_param];
     *out = t;
     return OPTVQ_OK;
 }

@@ -1,9 +1,9 @@
 /* Training of a VQModel (plain CNN or taming VQGAN encoder/decoder): forward
  * with saved activations, then backward from a gradient on the
  * reconstruction, so a caller can add its own loss terms (LPIPS, GAN) to the
- * reference's AELoss. Gradients ACCUMULATE into the model's parameter
- * gradients (model_params(m)->grad) and the quantizer's
- * (optvq_quantizer_grad); zero them before a step.
+ * reference's AELoss. Gradients ACCUMULATE into the gradients of the
+ * model's registry (model_params(m), the quantizer's included); zero them
+ * before a step (nn_params_zero_grad).
  *
  * Typical use:
  *   model_trainer_forward(t, x, B, H, W, &recon, &q_loss, NULL);

@@ -27,7 +27,6 @@ struct optvq_model {
     /* every parameter: encoder.*, decoder.*, quant_conv.*, post_quant_conv.*,
      * then quantize.* (aliases of the quantizer's buffers) */
     nn_params params;
-    nn_params net; /* a view of the entries before quantize.* (model_params) */
     optvq_quantizer *quant;
     graph enc, dec;         /* encoder (+ quant_conv), (post_quant_conv +) decoder */
     graph_run enc_run, dec_run; /* their inference shapes and buffers             */
@@ -125,12 +124,9 @@ static optvq_status build(optvq_model *m, uint64_t seed)
 {
     nn_params_init(&m->params);
     OPTVQ_TRY(graph_build_model(&m->cfg, &m->params, &m->enc, &m->dec));
-    const int n_net = m->params.count;
     OPTVQ_TRY(optvq_quantizer_create(&m->cfg.quantize, seed, &m->quant));
     OPTVQ_TRY(add_quantizer(m));
     OPTVQ_TRY(nn_params_finalize(&m->params));
-    m->net = m->params;
-    m->net.count = n_net;
     graph_bind(&m->enc, &m->params);
     graph_bind(&m->dec, &m->params);
     OPTVQ_TRY(graph_run_init(&m->enc_run, &m->enc));
@@ -479,9 +475,7 @@ optvq_status model_encoder_forward(optvq_model *m, const float *images, int64_t 
     return run_encoder(m, images, z, &out);
 }
 
-nn_params *model_params(optvq_model *m) { return &m->net; }
-
-nn_params *model_registry(optvq_model *m) { return &m->params; }
+nn_params *model_params(optvq_model *m) { return &m->params; }
 
 const graph *model_graph(const optvq_model *m, int decoder) { return decoder ? &m->dec : &m->enc; }
 

@@ -16,12 +16,10 @@ optvq_status model_decode_latent(optvq_model *m, const float *latent, int64_t ba
 /* images -> the quantizer input z (B, e_dim, H/f, W/f) (after quant_conv). */
 optvq_status model_encoder_forward(optvq_model *m, const float *images, int64_t batch, int64_t height,
                                    int64_t width, float *z);
-/* Every parameter: encoder.*, decoder.*, the connectors, then quantize.*
- * (aliases of the quantizer's buffers), each with its declared role and
- * group (model/graph.h). Load, save, the optimizer and info read this. */
-nn_params *model_registry(optvq_model *m);
-/* The same without the quantizer's entries (a view of the registry's first
- * entries; its data / grad blocks hold exactly these). */
+/* The model's one registry: encoder.*, decoder.*, the connectors, then
+ * quantize.* (aliases of the quantizer's buffers, outside the registry's
+ * data / grad blocks), each with its declared role and group
+ * (model/graph.h). Load, save, the optimizer and info read it. */
 nn_params *model_params(optvq_model *m);
 /* The encoder graph (decoder 0) or the decoder graph (decoder 1). */
 struct graph;

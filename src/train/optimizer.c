@@ -59,7 +59,7 @@ optvq_status optimizer_init(optimizer *o, optvq_model *m, double max_lr, double 
                             int64_t total_steps)
 {
     memset(o, 0, sizeof *o);
-    nn_params *ps = model_registry(m); /* the quantizer's parameters included, last */
+    nn_params *ps = model_params(m); /* the quantizer's parameters included, last */
     o->params = calloc((size_t)ps->count + 1, sizeof *o->params);
     if (!o->params)
         return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory");

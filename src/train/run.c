@@ -38,7 +38,7 @@ typedef struct optvq_train run;
 struct optvq_train {
     optvq_train_options opts; /* the caller's, with its strings copied below */
     const optvq_train_options *o;
-    char *strings[5];
+    char *strings[7];
     FILE *mlog;
     model_config cfg;
     optvq_model *model;
@@ -678,6 +678,129 @@ static int end_epoch_files(run *r, FILE *mlog, int64_t epochs_done)
     return save_checkpoint(r, epochs_done);
 }
 
+/* ---- starting from given weights (train.enterpoint / --init-from) and a
+ * given codebook (train.code_path / --codebook) ---- */
+
+static void shape_text(char *buf, size_t size, int ndim, const int64_t *shape)
+{
+    size_t len = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < ndim && len < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (len < size)
+        snprintf(buf + len, size - len, ")");
+}
+
+/* The reference loads the checkpoint's "model" state dict with strict=False
+ * after deleting quantize.embedding.weight (which keeps its init): names the
+ * model lacks are refused, missing ones keep their init. "loss.*" tensors
+ * (discriminator, LPIPS) are not the tokenizer's and are skipped. */
+static int load_init_weights(run *r, const char *path)
+{
+    char file[4200];
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(file, sizeof file, "%s/model.safetensors", path);
+    else
+        snprintf(file, sizeof file, "%s", path);
+    optvq_weights *w;
+    if (optvq_weights_load(file, &w) != OPTVQ_OK)
+        return fail_status(optvq_last_status(), "--init-from: %s", optvq_last_error());
+    nn_params *ps = model_params(r->model);
+    int rc = 0;
+    int64_t loaded = 0;
+    for (int64_t i = 0; i < optvq_weights_count(w) && !rc; i++) {
+        const optvq_tensor *t = optvq_weights_get(w, i);
+        const char *name = optvq_weights_normalise_name(t->name);
+        if (!name || !strcmp(name, "quantize.embedding.weight"))
+            continue;
+        nn_param *p = nn_params_find(ps, name);
+        if (!p) {
+            rc = fail_status(OPTVQ_ERR_FORMAT, "--init-from %s: tensor %s is not a parameter of this model", file,
+                             t->name);
+            break;
+        }
+        int same = p->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++)
+            same = p->shape[d] == t->shape[d];
+        if (!same) {
+            char a[128], b[128];
+            shape_text(a, sizeof a, t->ndim, t->shape);
+            shape_text(b, sizeof b, p->ndim, p->shape);
+            rc = fail_status(OPTVQ_ERR_FORMAT, "--init-from %s: tensor %s is %s, the model's is %s", file, t->name,
+                             a, b);
+            break;
+        }
+        for (int64_t k = 0; k < t->numel; k++)
+            if (!isfinite(t->data[k])) {
+                rc = fail_status(OPTVQ_ERR_NUMERIC, "--init-from %s: tensor %s holds NaN or Inf", file, t->name);
+                break;
+            }
+        if (!rc)
+            memcpy(p->data, t->data, (size_t)t->numel * sizeof(float));
+        loaded++;
+    }
+    if (!rc && loaded == 0)
+        rc = fail_status(OPTVQ_ERR_FORMAT, "--init-from %s: no tensor of this model in the file", file);
+    optvq_weights_free(w);
+    return rc;
+}
+
+/* The codebook (n_e, code_dim): a .npy, or a weights file holding one tensor
+ * (torch.save(codes) as the reference's gen_codes writes it) or a tensor
+ * named quantize.embedding.weight. */
+static int load_codebook(run *r, const char *path)
+{
+    const int64_t n_e = r->cfg.quantize.n_e, d = r->cfg.quantize.e_dim / r->cfg.quantize.num_head;
+    nn_param *p = nn_params_find(model_params(r->model), "quantize.embedding.weight");
+    if (!p || p->numel != n_e * d)
+        return fail_status(OPTVQ_ERR_STATE, "the model has no codebook to load");
+    size_t len = strlen(path);
+    int rc = 0;
+    if (len >= 4 && !strcmp(path + len - 4, ".npy")) {
+        optvq_array a;
+        if (optvq_npy_read(path, &a) != OPTVQ_OK || optvq_array_to_f32(&a) != OPTVQ_OK)
+            return fail_status(optvq_last_status(), "--codebook: %s", optvq_last_error());
+        if (a.ndim != 2 || a.shape[0] != n_e || a.shape[1] != d) {
+            char got[128];
+            shape_text(got, sizeof got, a.ndim, a.shape);
+            rc = fail_status(OPTVQ_ERR_FORMAT, "--codebook %s: shape %s, the model needs (%lld, %lld)", path, got,
+                             (long long)n_e, (long long)d);
+        }
+        for (int64_t k = 0; !rc && k < n_e * d; k++)
+            if (!isfinite(((float *)a.data)[k]))
+                rc = fail_status(OPTVQ_ERR_NUMERIC, "--codebook %s: NaN or Inf at element %lld", path, (long long)k);
+        if (!rc)
+            memcpy(p->data, a.data, (size_t)(n_e * d) * sizeof(float));
+        optvq_array_free(&a);
+        return rc;
+    }
+    optvq_weights *w;
+    if (optvq_weights_load(path, &w) != OPTVQ_OK)
+        return fail_status(optvq_last_status(), "--codebook: %s", optvq_last_error());
+    const optvq_tensor *t = optvq_weights_count(w) == 1 ? optvq_weights_get(w, 0) : NULL;
+    for (int64_t i = 0; !t && i < optvq_weights_count(w); i++) {
+        const char *name = optvq_weights_normalise_name(optvq_weights_get(w, i)->name);
+        if (name && !strcmp(name, "quantize.embedding.weight"))
+            t = optvq_weights_get(w, i);
+    }
+    if (!t)
+        rc = fail_status(OPTVQ_ERR_FORMAT, "--codebook %s: holds %lld tensors and none named quantize.embedding.weight",
+                         path, (long long)optvq_weights_count(w));
+    else if (t->ndim != 2 || t->shape[0] != n_e || t->shape[1] != d) {
+        char got[128];
+        shape_text(got, sizeof got, t->ndim, t->shape);
+        rc = fail_status(OPTVQ_ERR_FORMAT, "--codebook %s: tensor %s is %s, the model needs (%lld, %lld)", path,
+                         t->name, got, (long long)n_e, (long long)d);
+    }
+    for (int64_t k = 0; !rc && k < n_e * d; k++)
+        if (!isfinite(t->data[k]))
+            rc = fail_status(OPTVQ_ERR_NUMERIC, "--codebook %s: NaN or Inf at element %lld", path, (long long)k);
+    if (!rc)
+        memcpy(p->data, t->data, (size_t)(n_e * d) * sizeof(float));
+    optvq_weights_free(w);
+    return rc;
+}
+
 static int setup(run *r)
 {
     const optvq_train_options *o = r->o;
@@ -771,11 +894,18 @@ static int setup(run *r)
             r->finished = 1;
         return 0;
     }
+    const char *init_from = o->init_from ? o->init_from : t->enterpoint[0] ? t->enterpoint : NULL;
+    const char *codebook = o->codebook ? o->codebook : t->code_path[0] ? t->code_path : NULL;
+    if (init_from && load_init_weights(r, init_from))
+        return 1;
+    if (codebook && load_codebook(r, codebook))
+        return 1;
     if (mkdir(r->pending, 0777) != 0)
         return fail(r, "%s: cannot create folder: %s", r->pending, strerror(errno));
     r->dir = r->pending;
     r->staged = 1;
-    return init_codebook(r);
+    /* a given codebook replaces the config's initialisation, as in the reference */
+    return codebook ? 0 : init_codebook(r);
 }
 
 void optvq_train_options_default(optvq_train_options *o)
@@ -801,7 +931,7 @@ static void free_run(run *r)
     lpips_free(r->lpips);
     model_trainer_free(r->trainer);
     optvq_model_free(r->model);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 7; i++)
         free(r->strings[i]);
     free(r);
 }
@@ -830,8 +960,9 @@ optvq_status optvq_train_create(const optvq_train_options *o, optvq_train **out)
     if (!r)
         return optvq_fail(OPTVQ_ERR_NOMEM, "out of memory for a training run");
     r->opts = *o; /* the caller's strings need not outlive this call */
-    const char **fields[5] = {&r->opts.config, &r->opts.out, &r->opts.data, &r->opts.val_data, &r->opts.lpips};
-    for (int i = 0; i < 5; i++)
+    const char **fields[7] = {&r->opts.config, &r->opts.out,  &r->opts.data,    &r->opts.val_data,
+                              &r->opts.lpips,  &r->opts.init_from, &r->opts.codebook};
+    for (int i = 0; i < 7; i++)
         if (*fields[i] && !(*fields[i] = r->strings[i] = strdup(*fields[i]))) {
             free_run(r);
             return optvq_fail(OPTVQ_ERR_NOMEM, "out of memory for a training run");

@@ -110,7 +110,7 @@ run q_out_file 2 "$BIN" quantize --input "$F/feat7.npy" --embedding "$F/codes8.n
 # info takes no run options
 run info_assign 2 "$BIN" info --model "$M" --assign nearest
 # every command's help: one style, with examples and the exit status; 'optvq help CMD' prints it
-for c in encode decode reconstruct info eval train quantize convert toy demo; do
+for c in encode decode reconstruct info eval metrics train quantize convert toy demo; do
     "$BIN" "$c" --help >"$tmp/h1" 2>&1 || fail "$c --help exits non-zero"
     "$BIN" help "$c" >"$tmp/h2" 2>&1 || fail "optvq help $c exits non-zero"
     cmp -s "$tmp/h1" "$tmp/h2" || fail "optvq help $c differs from $c --help"
