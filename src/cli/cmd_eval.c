@@ -336,25 +336,7 @@ static int write_json(const results *r, const char *path)
     cJSON_AddNumberToObject(o, "tokens", (double)r->tokens);
     cJSON_AddNumberToObject(o, "quant_error", r->quant_error);
     cJSON_AddNumberToObject(o, "seconds", r->seconds);
-    char *text = cJSON_Print(o);
-    cJSON_Delete(o);
-    if (!text) {
-        fprintf(stderr, "optvq eval: out of memory\n");
-        return 1;
-    }
-    optvq_atomic_file f;
-    optvq_status st = optvq_atomic_open(&f, path);
-    if (st == OPTVQ_OK) {
-        fputs(text, f.fp);
-        fputc('\n', f.fp);
-        st = optvq_atomic_commit(&f);
-    }
-    free(text);
-    if (st != OPTVQ_OK) {
-        fprintf(stderr, "optvq eval: %s\n", optvq_last_error());
-        return 1;
-    }
-    return 0;
+    return cli_write_json("eval", path, o);
 }
 
 /* ---- the command ---- */

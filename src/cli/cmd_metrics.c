@@ -159,25 +159,7 @@ static int write_json(const char *path, const pair_result *r, int64_t n, double 
         cJSON_AddItemToArray(arr, e);
     }
     cJSON_AddItemToObject(o, "pairs", arr);
-    char *text = cJSON_Print(o);
-    cJSON_Delete(o);
-    if (!text) {
-        fprintf(stderr, "optvq metrics: out of memory\n");
-        return 1;
-    }
-    optvq_atomic_file f;
-    optvq_status st = optvq_atomic_open(&f, path);
-    if (st == OPTVQ_OK) {
-        fputs(text, f.fp);
-        fputc('\n', f.fp);
-        st = optvq_atomic_commit(&f);
-    }
-    free(text);
-    if (st != OPTVQ_OK) {
-        fprintf(stderr, "optvq metrics: %s\n", optvq_last_error());
-        return 1;
-    }
-    return 0;
+    return cli_write_json("metrics", path, o);
 }
 
 int cmd_metrics(int argc, char **argv)

@@ -1,6 +1,9 @@
 #include "cli/util.h"
+#include "core/atomic_file.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -27,30 +30,7 @@ int cli_is_dir(const char *path)
     return stat(path, &s) == 0 && S_ISDIR(s.st_mode);
 }
 
-int cli_make_dirs(const char *path)
-{
-    char buf[4096];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(buf, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char saved = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return -1;
-        buf[i] = saved;
-    }
-    if (!cli_is_dir(path)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
+int cli_make_dirs(const char *path) { return optvq_make_dirs(path); }
 
 void cli_progress(const char *what, const char *unit, int64_t done, int64_t total, double t0)
 {
@@ -130,6 +110,29 @@ int cli_prepare_output(const char *cmd, const char *path, int is_folder)
     }
     if (access(dir, W_OK) != 0) {
         fprintf(stderr, "optvq %s: %s: folder %s is not writable: %s\n", cmd, path, dir, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+int cli_write_json(const char *cmd, const char *path, cJSON *object)
+{
+    char *text = cJSON_Print(object);
+    cJSON_Delete(object);
+    if (!text) {
+        fprintf(stderr, "optvq %s: out of memory\n", cmd);
+        return 1;
+    }
+    optvq_atomic_file f;
+    optvq_status st = optvq_atomic_open(&f, path);
+    if (st == OPTVQ_OK) {
+        fputs(text, f.fp);
+        fputc('\n', f.fp);
+        st = optvq_atomic_commit(&f);
+    }
+    free(text);
+    if (st != OPTVQ_OK) {
+        fprintf(stderr, "optvq %s: %s\n", cmd, optvq_last_error());
         return 1;
     }
     return 0;

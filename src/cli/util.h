@@ -26,4 +26,9 @@ int cli_output_kind(const char *cmd, const char *opt, const char *path, unsigned
  * any work is done. Prints a one-line error and returns 1 on failure. */
 int cli_prepare_output(const char *cmd, const char *path, int is_folder);
 
+/* Writes a JSON object (pretty-printed, a newline at the end) to path
+ * atomically and frees it; prints a one-line error and returns 1 on failure. */
+typedef struct cJSON cJSON;
+int cli_write_json(const char *cmd, const char *path, cJSON *object);
+
 #endif

@@ -17,4 +17,7 @@ optvq_status optvq_atomic_commit(optvq_atomic_file *f);
 /* Discards the temporary file (after an error). */
 void optvq_atomic_abort(optvq_atomic_file *f);
 
+/* mkdir -p: 0, or -1 with errno set (ENOTDIR when path is not a folder). */
+int optvq_make_dirs(const char *path);
+
 #endif

@@ -5,6 +5,7 @@
  * failures to optvq_last_error(). */
 #include "optvq/train.h"
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "eval/metrics.h"
@@ -85,32 +86,6 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *path)
-{
-    char buf[4096];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(buf, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char saved = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return -1;
-        buf[i] = saved;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
 
 static const char *run_file(run *r, const char *name)
 {
@@ -882,7 +857,7 @@ static int setup(run *r)
     if (r->general && ae_disc_init(&r->step, r->trainer, r->lpips, r->disc, &r->opt, r->disc ? &r->dopt : NULL, t,
                                    C) != OPTVQ_OK)
         return fail(r, "%s", optvq_last_error());
-    if (make_dirs(o->out) != 0) /* missing parents too: the rule of every command */
+    if (optvq_make_dirs(o->out) != 0) /* missing parents too: the rule of every command */
         return fail(r, "%s: cannot create folder: %s", o->out, strerror(errno));
     /* what is still pending is an earlier start's that stopped before its first checkpoint */
     if (remove_pending(r))
