@@ -13,6 +13,8 @@ OPT ?= -O2
 SAN ?=
 CC ?= cc
 CXX ?= c++
+# MPI programs only (the data-parallel glue and its tests); liboptvq never links MPI
+MPICC ?= mpicc
 
 PKGS := cairo libpng
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
@@ -72,6 +74,12 @@ $(BUILD)/optvq.pc: optvq.pc.in Makefile
 $(BUILD)/run_tests: $(TEST_OBJ) $(BUILD)/liboptvq.a
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/liboptvq.a $(LIB_LIBS)
 
+# The quantizer over MPI ranks (tests/cli/mpi_quant.sh runs it under mpirun).
+MPI_SRC := $(wildcard src/mpi/*.c)
+$(BUILD)/test_quant_mpi: tests/mpi/test_quant_mpi.c $(MPI_SRC) $(wildcard src/mpi/*.h) $(BUILD)/liboptvq.a
+	$(MPICC) $(CPPFLAGS) $(CFLAGS) -pthread -o $@ tests/mpi/test_quant_mpi.c $(MPI_SRC) $(BUILD)/liboptvq.a \
+	    $(LDFLAGS) $(LIB_LIBS)
+
 # The main job on built-in defaults.
 # make re-enters itself after `deps`, so nothing is built from what make saw
 # before the packages were there.
@@ -83,7 +91,7 @@ demo: deps
 # The whole test suite: unit + parity tests, then the CLI tests.
 CHECK_RUN ?= tests/run.sh
 check: deps
-	$(MAKE) all $(BUILD)/run_tests
+	$(MAKE) all $(BUILD)/run_tests $(BUILD)/test_quant_mpi
 	OPTVQ_BIN=$(BUILD)/optvq OPTVQ_CFLAGS="$(SAN)" OPTVQ_LIBS="$(LIB_LIBS)" $(CHECK_RUN) $(BUILD)
 
 test: check
