@@ -8,6 +8,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "eval/eval_model.h"
 #include "eval/metrics.h"
 #include "io/image.h"
 #include "io/weights.h"
@@ -1092,16 +1093,12 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
                 goto done; /* as if killed: no checkpoint */
             }
         }
-        int64_t used = 0;
-        double ent = 0, tot = 0;
-        for (int64_t k = 0; k < n_e; k++)
-            tot += (double)hist[k];
-        for (int64_t k = 0; k < n_e; k++)
-            if (hist[k]) {
-                used++;
-                double pk = (double)hist[k] / tot;
-                ent -= pk * log(pk);
-            }
+        optvq_usage epoch_usage; /* over the epoch's batches: the histogram, as optvq eval counts */
+        if (eval_usage_from_histogram(hist, n_e, &epoch_usage) != OPTVQ_OK) {
+            rc = fail(rp, "%s", optvq_last_error());
+            goto done;
+        }
+        const int64_t used = epoch_usage.codes_used;
         double psnr = NAN, ssim = NAN, vu = NAN, vp = NAN;
         if (rp->have_val && (rc = evaluate(rp, epoch, &psnr, &ssim, &vu, &vp)))
             goto done;
@@ -1111,7 +1108,7 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
                 "{\"epoch_end\": %lld, \"step\": %lld, \"train_codes_used\": %lld, \"train_usage\": %.6g, "
                 "\"train_perplexity\": %.6g, \"val_psnr\": %s, \"val_ssim\": %s, \"val_usage\": %s, "
                 "\"val_perplexity\": %s, \"seconds\": %.3f}\n",
-                (long long)epoch + 1, (long long)rp->opt.step, (long long)used, (double)used / (double)n_e, exp(ent),
+                (long long)epoch + 1, (long long)rp->opt.step, (long long)used, (double)used / (double)n_e, epoch_usage.perplexity,
                 jnum(jb[0], psnr), jnum(jb[1], ssim), jnum(jb[2], vu), jnum(jb[3], vp), secs);
         memset(&rep, 0, sizeof rep);
         rep.event = OPTVQ_TRAIN_EPOCH;
@@ -1129,7 +1126,7 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
         rep.loss = rp->steps_per_epoch > first_in_epoch ? loss_sum / (double)(rp->steps_per_epoch - first_in_epoch) : NAN;
         rep.l1 = rep.l2 = rep.q = rep.p = rep.g = rep.d = rep.grad_norm = rep.lr = NAN;
         rep.codes_used = used;
-        rep.perplexity = exp(ent);
+        rep.perplexity = epoch_usage.perplexity;
         rep.val_psnr = psnr;
         rep.val_ssim = ssim;
         rep.val_usage = vu;
