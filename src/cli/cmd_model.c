@@ -522,85 +522,70 @@ static const char *const KEEP_GOING_HELP =
     "    --keep-going      skip an input file that cannot be read (a warning names\n"
     "                      it) and exit 1 at the end; default: stop at the first\n";
 
-int cmd_encode(int argc, char **argv)
+/* encode and reconstruct: the same options and streamed loop, two outputs. */
+static int image_command(int argc, char **argv, int reconstruct)
 {
-    cli_opt opts[] = {MODEL_OPTS, RUN_OPTS, {"input", 1, 0}, {"out", 1, 0}, {"keep-going", 0, 0}, {0, 0, 0}};
-    int rc = parse("encode", argc, argv, opts);
+    const char *cmd = reconstruct ? "reconstruct" : "encode";
+    cli_opt opts[] = {MODEL_OPTS,        RUN_OPTS, {"input", 1, 0}, {"out", 1, 0}, {"keep-going", 0, 0},
+                      {"save-indices", 1, 0}, {0, 0, 0}};
+    if (!reconstruct)
+        opts[sizeof opts / sizeof opts[0] - 2].name = NULL; /* no --save-indices */
+    int rc = parse(cmd, argc, argv, opts);
     if (rc >= 0) {
         if (rc == 0) {
             char options[1024];
-            snprintf(options, sizeof options,
-                     "    --input IN        images (see IMAGES)\n"
-                     "    --out OUT         TOKENS.npy: int64 (B, num_head, H/f, W/f) for all\n"
-                     "                      images; or a folder: NAME.npy (1, num_head, H/f, W/f)\n"
-                     "                      per image\n%s",
+            snprintf(options, sizeof options, "%s%s",
+                     reconstruct ? "    --input IN        images (see IMAGES)\n"
+                                   "    --out OUT         OUT.npy: float32 (B, C, H, W) in [-1, 1]; OUT.png or\n"
+                                   "                      OUT.jpg: one image; or a folder: NAME.png per image\n"
+                                   "    --save-indices I.npy\n"
+                                   "                      also write the tokens, int64 (B, num_head, H/f, W/f)\n"
+                                 : "    --input IN        images (see IMAGES)\n"
+                                   "    --out OUT         TOKENS.npy: int64 (B, num_head, H/f, W/f) for all\n"
+                                   "                      images; or a folder: NAME.npy (1, num_head, H/f, W/f)\n"
+                                   "                      per image\n",
                      KEEP_GOING_HELP);
-            print_help("encode - images to tokens",
-                       "    optvq encode MODEL --input IN --out TOKENS.npy|DIR/ [--assign A]\n"
-                       "                 [--batch-size N] [--threads T] [--keep-going]\n",
-                       "    Encodes images to the model's tokens, batch by batch, and prints the\n"
-                       "    codebook usage of the tokens and one line naming what it wrote.\n",
-                       options, 1, 1,
-                       "    optvq encode --model optvq-16x16x4 --input photos/ --out tokens.npy\n"
-                       "    optvq encode --model RUN --input x.npy --out tokens/ --assign nearest\n");
+            if (reconstruct)
+                print_help("reconstruct - images to tokens to images",
+                           "    optvq reconstruct MODEL --input IN --out OUT [--save-indices I.npy]\n"
+                           "                      [--assign A] [--batch-size N] [--threads T]\n"
+                           "                      [--keep-going]\n",
+                           "    Encodes and decodes images: the model's reconstruction, equal byte for\n"
+                           "    byte to 'optvq decode' of 'optvq encode'. Prints the codebook usage\n"
+                           "    and one line naming each output.\n",
+                           options, 1, 1,
+                           "    optvq reconstruct --model optvq-16x16x4 --input cat.jpg --out cat_rec.png\n"
+                           "    optvq reconstruct --model RUN --input photos/ --out rec/ --save-indices t.npy\n");
+            else
+                print_help("encode - images to tokens",
+                           "    optvq encode MODEL --input IN --out TOKENS.npy|DIR/ [--assign A]\n"
+                           "                 [--batch-size N] [--threads T] [--keep-going]\n",
+                           "    Encodes images to the model's tokens, batch by batch, and prints the\n"
+                           "    codebook usage of the tokens and one line naming what it wrote.\n",
+                           options, 1, 1,
+                           "    optvq encode --model optvq-16x16x4 --input photos/ --out tokens.npy\n"
+                           "    optvq encode --model RUN --input x.npy --out tokens/ --assign nearest\n");
         }
         return rc;
     }
     const char *in = cli_get(opts, "input"), *out = cli_get(opts, "out");
     if (!in || !out) {
-        fprintf(stderr, "optvq encode: --input and --out are required (see --help)\n");
+        fprintf(stderr, "optvq %s: --input and --out are required (see --help)\n", cmd);
         return 2;
     }
-    model_cli mc = {"encode", NULL, {0}, 8};
+    model_cli mc = {cmd, NULL, {0}, 8};
     if ((rc = open_model(&mc, opts)))
         return rc;
-    image_job job = {in, out, NULL, 0, cli_get(opts, "keep-going") != NULL};
+    image_job job = {in, out, reconstruct ? cli_get(opts, "save-indices") : NULL, reconstruct,
+                     cli_get(opts, "keep-going") != NULL};
     rc = run_image_job(&mc, &job);
     optvq_model_free(mc.model);
     return rc;
 }
 
-int cmd_reconstruct(int argc, char **argv)
-{
-    cli_opt opts[] = {MODEL_OPTS, RUN_OPTS, {"input", 1, 0}, {"out", 1, 0}, {"save-indices", 1, 0},
-                      {"keep-going", 0, 0}, {0, 0, 0}};
-    int rc = parse("reconstruct", argc, argv, opts);
-    if (rc >= 0) {
-        if (rc == 0) {
-            char options[1024];
-            snprintf(options, sizeof options,
-                     "    --input IN        images (see IMAGES)\n"
-                     "    --out OUT         OUT.npy: float32 (B, C, H, W) in [-1, 1]; OUT.png or\n"
-                     "                      OUT.jpg: one image; or a folder: NAME.png per image\n"
-                     "    --save-indices I.npy\n"
-                     "                      also write the tokens, int64 (B, num_head, H/f, W/f)\n%s",
-                     KEEP_GOING_HELP);
-            print_help("reconstruct - images to tokens to images",
-                       "    optvq reconstruct MODEL --input IN --out OUT [--save-indices I.npy]\n"
-                       "                      [--assign A] [--batch-size N] [--threads T]\n"
-                       "                      [--keep-going]\n",
-                       "    Encodes and decodes images: the model's reconstruction, equal byte for\n"
-                       "    byte to 'optvq decode' of 'optvq encode'. Prints the codebook usage\n"
-                       "    and one line naming each output.\n",
-                       options, 1, 1,
-                       "    optvq reconstruct --model optvq-16x16x4 --input cat.jpg --out cat_rec.png\n"
-                       "    optvq reconstruct --model RUN --input photos/ --out rec/ --save-indices t.npy\n");
-        }
-        return rc;
-    }
-    const char *in = cli_get(opts, "input"), *out = cli_get(opts, "out");
-    if (!in || !out) {
-        fprintf(stderr, "optvq reconstruct: --input and --out are required (see --help)\n");
-        return 2;
-    }
-    model_cli mc = {"reconstruct", NULL, {0}, 8};
-    if ((rc = open_model(&mc, opts)))
-        return rc;
-    image_job job = {in, out, cli_get(opts, "save-indices"), 1, cli_get(opts, "keep-going") != NULL};
-    rc = run_image_job(&mc, &job);
-    optvq_model_free(mc.model);
-    return rc;
-}
+int cmd_encode(int argc, char **argv) { return image_command(argc, argv, 0); }
+
+int cmd_reconstruct(int argc, char **argv) { return image_command(argc, argv, 1); }
 
 int cmd_decode(int argc, char **argv)
 {

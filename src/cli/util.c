@@ -1,5 +1,6 @@
 #include "cli/util.h"
 #include "core/atomic_file.h"
+#include "core/parallel.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -11,12 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-double cli_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+double cli_now(void) { return optvq_now(); }
 
 int cli_ends_with(const char *s, const char *suffix)
 {
@@ -123,13 +119,7 @@ int cli_write_json(const char *cmd, const char *path, cJSON *object)
         fprintf(stderr, "optvq %s: out of memory\n", cmd);
         return 1;
     }
-    optvq_atomic_file f;
-    optvq_status st = optvq_atomic_open(&f, path);
-    if (st == OPTVQ_OK) {
-        fputs(text, f.fp);
-        fputc('\n', f.fp);
-        st = optvq_atomic_commit(&f);
-    }
+    optvq_status st = optvq_atomic_write_text(path, text);
     free(text);
     if (st != OPTVQ_OK) {
         fprintf(stderr, "optvq %s: %s\n", cmd, optvq_last_error());

@@ -74,3 +74,12 @@ int optvq_make_dirs(const char *path)
     }
     return 0;
 }
+
+optvq_status optvq_atomic_write_text(const char *path, const char *text)
+{
+    optvq_atomic_file f;
+    OPTVQ_TRY(optvq_atomic_open(&f, path));
+    fputs(text, f.fp);
+    fputc('\n', f.fp);
+    return optvq_atomic_commit(&f);
+}

@@ -17,6 +17,9 @@ optvq_status optvq_atomic_commit(optvq_atomic_file *f);
 /* Discards the temporary file (after an error). */
 void optvq_atomic_abort(optvq_atomic_file *f);
 
+/* Writes text plus a final newline to path atomically. */
+optvq_status optvq_atomic_write_text(const char *path, const char *text);
+
 /* mkdir -p: 0, or -1 with errno set (ENOTDIR when path is not a folder). */
 int optvq_make_dirs(const char *path);
 

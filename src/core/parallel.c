@@ -1,4 +1,6 @@
 #include "core/parallel.h"
+
+#include <time.h>
 #include "optvq/optvq.h"
 
 #include <unistd.h>
@@ -44,4 +46,11 @@ void optvq_blas_single_threaded(void) { openblas_set_num_threads(1); }
 int optvq_threads_for(double work)
 {
     return work < 2e5 ? 1 : optvq_threads();
+}
+
+double optvq_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }

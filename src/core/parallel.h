@@ -14,4 +14,7 @@ int optvq_threads_for(double work);
 /* Number of cores. */
 int optvq_cores(void);
 
+/* Monotonic seconds (for progress and timings). */
+double optvq_now(void);
+
 #endif

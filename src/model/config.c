@@ -684,13 +684,7 @@ optvq_status model_config_save_json(const model_config *c, const char *path)
     cJSON_Delete(root);
     if (!text)
         return optvq_fail(OPTVQ_ERR_NOMEM, "%s: out of memory", path);
-    optvq_atomic_file f;
-    optvq_status st = optvq_atomic_open(&f, path);
-    if (st == OPTVQ_OK) {
-        fputs(text, f.fp);
-        fputc('\n', f.fp);
-        st = optvq_atomic_commit(&f);
-    }
+    optvq_status st = optvq_atomic_write_text(path, text);
     free(text);
     return st;
 }

@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/rng.h"
 #include "eval/eval_model.h"
 #include "eval/metrics.h"
@@ -80,12 +81,6 @@ static int fail_status(optvq_status status, const char *fmt, ...)
 }
 #define fail(r, ...) ((void)(r), fail_status(OPTVQ_ERR_FORMAT, __VA_ARGS__))
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 
 static const char *run_file(run *r, const char *name)
@@ -990,7 +985,7 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
         goto done;
     }
     const model_loss_weights lw = {rp->cfg.train.loss_l1, rp->cfg.train.loss_l2, rp->cfg.train.loss_q};
-    const double t_start = now_seconds();
+    const double t_start = optvq_now();
     const int64_t first_step = rp->opt.step;
     int64_t steps_here = 0;
     optvq_train_report rep;
@@ -1006,7 +1001,7 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
             perm[j] = tt;
         }
         memset(hist, 0, (size_t)n_e * sizeof *hist);
-        double t_epoch = now_seconds(), loss_sum = 0;
+        double t_epoch = optvq_now(), loss_sum = 0;
         int64_t first_in_epoch = rp->opt.step - epoch * rp->steps_per_epoch; /* > 0 only when resuming mid-epoch */
         if (first_in_epoch < 0)
             first_in_epoch = 0;
@@ -1022,7 +1017,7 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
             optimizer_zero_grad(&rp->opt);
             model_losses l;
             ae_disc_log gl;
-            double t0 = now_seconds(), lr, beta1, gnorm;
+            double t0 = optvq_now(), lr, beta1, gnorm;
             onecycle_at(&rp->opt.schedule, rp->opt.step, &lr, &beta1);
             if (rp->general) {
                 if (ae_disc_step(&rp->step, batch, b, R, R, rp->opt.step, &gl, tokens) != OPTVQ_OK) {
@@ -1051,7 +1046,7 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
                     "\"l2\": %.6g, \"q\": %.6g, \"grad_norm\": %.6g, \"codes_used\": %lld, \"perplexity\": %.4g, "
                     "\"seconds\": %.4f",
                     (long long)rp->opt.step, (long long)epoch + 1, lr, beta1, l.total, l.l1, l.l2, l.q, gnorm,
-                    (long long)u.codes_used, u.perplexity, now_seconds() - t0);
+                    (long long)u.codes_used, u.perplexity, optvq_now() - t0);
             if (rp->general)
                 fprintf(mlog, ", \"p\": %.6g", gl.p);
             if (rp->disc)
@@ -1073,7 +1068,7 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
             rep.n_e = n_e;
             rep.train_images = rp->train.n;
             rep.val_images = rp->have_val ? rp->val.n : 0;
-            rep.seconds = now_seconds() - t_start;
+            rep.seconds = optvq_now() - t_start;
             rep.loss = l.total;
             rep.l1 = l.l1;
             rep.l2 = l.l2;
@@ -1102,7 +1097,7 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
         double psnr = NAN, ssim = NAN, vu = NAN, vp = NAN;
         if (rp->have_val && (rc = evaluate(rp, epoch, &psnr, &ssim, &vu, &vp)))
             goto done;
-        double secs = now_seconds() - t_epoch;
+        double secs = optvq_now() - t_epoch;
         char jb[4][32];
         fprintf(mlog,
                 "{\"epoch_end\": %lld, \"step\": %lld, \"train_codes_used\": %lld, \"train_usage\": %.6g, "
