@@ -13,10 +13,11 @@ OPT ?= -O2
 SAN ?=
 CC ?= cc
 CXX ?= c++
-# MPI programs only (the data-parallel glue and its tests); liboptvq never links MPI
+# The optvq CLI and the MPI tests link MPI (the data-parallel glue in src/mpi,
+# compiled and linked by mpicc); liboptvq never does: it calls hooks.
 MPICC ?= mpicc
 
-PKGS := cairo libpng
+PKGS := cairo libpng libmicrohttpd
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
 # The shared library exports the public header only (optvq/optvq.h pushes
 # default visibility around its declarations); everything else stays hidden.
@@ -31,10 +32,13 @@ LIB_LIBS := -lopenblas -lyaml -lcjson -lpng -ljpeg -lz -lm
 CLI_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lgif
 
 LIB_SRC := $(wildcard src/core/*.c src/io/*.c src/quant/*.c src/nn/*.c src/model/*.c src/train/*.c src/eval/*.c)
-CLI_SRC := $(wildcard src/cli/*.c src/viz/*.c)
+CLI_SRC := $(wildcard src/cli/*.c src/viz/*.c src/mpi/*.c src/serve/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+# the page of `optvq serve`, compiled into the binary (src/serve/assets.h)
+SERVE_WEB := $(sort $(wildcard src/serve/web/*.* src/serve/web/examples/*.png))
+CLI_OBJ += $(BUILD)/obj/gen/serve_assets.o
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 DEPS := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
 
@@ -49,11 +53,24 @@ DEPS_CMD ?= scripts/install-deps.sh
 deps:
 	@$(DEPS_CMD)
 
+# the MPI glue needs mpi.h: mpicc finds it (at recipe time, after deps)
+$(BUILD)/obj/src/mpi/%.o: src/mpi/%.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
 $(BUILD)/obj/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(VISIBILITY) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/serve_assets.c: $(SERVE_WEB) scripts/embed-assets.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-assets.sh $@ src/serve/web $(SERVE_WEB)
+
+$(BUILD)/obj/gen/serve_assets.o: $(BUILD)/gen/serve_assets.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
@@ -66,7 +83,7 @@ $(BUILD)/$(SONAME): $(LIB_OBJ)
 	ln -sf $(SONAME) $(BUILD)/liboptvq.so
 
 $(BUILD)/optvq: $(CLI_OBJ) $(BUILD)/liboptvq.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/liboptvq.a $(CLI_LIBS) $(LIB_LIBS)
+	$(MPICC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/liboptvq.a $(CLI_LIBS) $(LIB_LIBS)
 
 $(BUILD)/optvq.pc: optvq.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS_PRIVATE@|$(LIB_LIBS)|g' $< > $@
@@ -105,10 +122,10 @@ check-asan:
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_BUILD := build-fuzz
-FUZZ_TARGETS := npy safetensors pth config idx png jpeg
+FUZZ_TARGETS := npy safetensors pth config idx png jpeg multipart
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=c11 -O1 -g -Wall -Wextra -Wno-unknown-pragmas -Wno-source-uses-openmp -Wno-unused-parameter $(FUZZ_SAN)
-FUZZ_LIB_SRC := $(wildcard src/core/*.c src/io/*.c src/quant/*.c) src/model/config.c
+FUZZ_LIB_SRC := $(wildcard src/core/*.c src/io/*.c src/quant/*.c) src/model/config.c src/serve/multipart.c
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
@@ -139,10 +156,13 @@ install: all
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/liboptvq.so
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS_PRIVATE@|$(LIB_LIBS)|g' optvq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/optvq.pc
 	install -m 755 $(BUILD)/optvq $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/share/optvq/models
+	cp -R models/. $(DESTDIR)$(PREFIX)/share/optvq/models/
 
 uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/include/optvq $(DESTDIR)$(PREFIX)/lib/liboptvq.* \
-	       $(DESTDIR)$(PREFIX)/lib/pkgconfig/optvq.pc $(DESTDIR)$(PREFIX)/bin/optvq
+	       $(DESTDIR)$(PREFIX)/lib/pkgconfig/optvq.pc $(DESTDIR)$(PREFIX)/bin/optvq \
+	       $(DESTDIR)$(PREFIX)/share/optvq
 
 clean:
 	rm -rf build build-asan $(FUZZ_BUILD)

@@ -2,7 +2,7 @@
 # Installs the Debian packages optvq needs to build and test, if any is missing.
 # Runs apt-get as root (or through sudo). Set OPTVQ_NO_APT=1 to only check.
 set -e
-PKGS="build-essential pkg-config libopenblas-dev libcairo2-dev libgif-dev libpng-dev libyaml-dev libcjson-dev dataset-fashion-mnist zlib1g-dev libjpeg-dev libopenmpi-dev openmpi-bin"
+PKGS="build-essential pkg-config libopenblas-dev libcairo2-dev libgif-dev libpng-dev libyaml-dev libcjson-dev dataset-fashion-mnist zlib1g-dev libjpeg-dev libopenmpi-dev openmpi-bin libmicrohttpd-dev curl chromium chromium-driver python3-selenium"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -2,11 +2,13 @@
  * PyTorch reference states from tools/gen_disc_ref.py (tests/ref/disc), finite
  * differences, fast-vs-naive kernels, and the error paths. */
 #include "model/discriminator.h"
+#include "optvq/train.h"
 #include "nn/nn.h"
 #include "nn_testutil.h"
 #include "test.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -647,4 +649,116 @@ TEST(disc_reshape)
         free(x);
     }
     disc_free(a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* SyncBatchNorm: two ranks (threads, summing through a barrier) on the two  */
+/* halves of a batch equal BatchNorm on the whole batch; no group: the same  */
+/* bits as nn_batchnorm_forward/_backward                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bn_group {
+    pthread_barrier_t barrier;
+    double *slot[2];
+} bn_group;
+
+typedef struct bn_rank {
+    bn_group *group;
+    int rank;
+    optvq_comm comm;
+    int64_t n, c, hw;
+    const float *x, *gy, *g, *b;
+    float *y, *mean, *rstd, *rm, *rv, *dx, *dg, *db;
+    optvq_status st;
+} bn_rank;
+
+static int bn_group_sum(double *values, size_t count, optvq_reduce_op op, void *ctx)
+{
+    bn_rank *me = ctx;
+    bn_group *gr = me->group;
+    double *copy = malloc((count ? count : 1) * sizeof(double));
+    if (!copy)
+        return 1;
+    memcpy(copy, values, count * sizeof(double));
+    gr->slot[me->rank] = copy;
+    pthread_barrier_wait(&gr->barrier);
+    for (size_t i = 0; i < count; i++)
+        values[i] = op == OPTVQ_REDUCE_MAX ? fmax(gr->slot[0][i], gr->slot[1][i]) : gr->slot[0][i] + gr->slot[1][i];
+    pthread_barrier_wait(&gr->barrier);
+    free(copy);
+    return 0;
+}
+
+static void *bn_rank_main(void *p)
+{
+    bn_rank *k = p;
+    k->st = nn_batchnorm_forward_sync(k->y, k->mean, k->rstd, k->rm, k->rv, k->x, k->g, k->b, k->n, k->c, k->hw,
+                                      1e-5f, 0.1f, &k->comm);
+    if (k->st == OPTVQ_OK)
+        k->st = nn_batchnorm_backward_sync(k->dx, k->dg, k->db, k->gy, k->x, k->mean, k->rstd, k->g, k->n, k->c,
+                                           k->hw, &k->comm);
+    return NULL;
+}
+
+TEST(batchnorm_sync)
+{
+    const int64_t n = 6, c = 5, hw = 7, half = n / 2 * c * hw, cnt = n * c * hw;
+    optvq_rng rng;
+    optvq_rng_seed(&rng, 77);
+    float *x = nnt_randn(&rng, cnt, 1.0f), *gy = nnt_randn(&rng, cnt, 1.0f);
+    float *g = nnt_randn(&rng, c, 1.0f), *b = nnt_randn(&rng, c, 1.0f);
+    for (int64_t i = 0; i < cnt; i++)
+        x[i] = 3.0f + 2.0f * x[i]; /* a mean away from 0 */
+    /* the whole batch, one process */
+    float *y = nnt_zeros(cnt), *mean = nnt_zeros(c), *rstd = nnt_zeros(c), *rm = nnt_zeros(c), *rv = nnt_zeros(c);
+    float *dx = nnt_zeros(cnt), *dg = nnt_zeros(c), *db = nnt_zeros(c);
+    CHECK_OK(nn_batchnorm_forward(y, mean, rstd, rm, rv, x, g, b, n, c, hw, 1e-5f, 0.1f));
+    CHECK_OK(nn_batchnorm_backward(dx, dg, db, gy, x, mean, rstd, g, n, c, hw));
+    /* the sync variants without a group: the same bits */
+    {
+        float *y1 = nnt_zeros(cnt), *m1 = nnt_zeros(c), *r1 = nnt_zeros(c), *rm1 = nnt_zeros(c), *rv1 = nnt_zeros(c);
+        float *dx1 = nnt_zeros(cnt), *dg1 = nnt_zeros(c), *db1 = nnt_zeros(c);
+        CHECK_OK(nn_batchnorm_forward_sync(y1, m1, r1, rm1, rv1, x, g, b, n, c, hw, 1e-5f, 0.1f, NULL));
+        CHECK_OK(nn_batchnorm_backward_sync(dx1, dg1, db1, gy, x, m1, r1, g, n, c, hw, NULL));
+        CHECK(!memcmp(y1, y, (size_t)cnt * sizeof(float)) && !memcmp(dx1, dx, (size_t)cnt * sizeof(float)));
+        CHECK(!memcmp(dg1, dg, (size_t)c * sizeof(float)) && !memcmp(db1, db, (size_t)c * sizeof(float)));
+        CHECK(!memcmp(rm1, rm, (size_t)c * sizeof(float)) && !memcmp(rv1, rv, (size_t)c * sizeof(float)));
+        free(y1); free(m1); free(r1); free(rm1); free(rv1); free(dx1); free(dg1); free(db1);
+    }
+    /* two ranks, each with half of the images */
+    bn_group gr;
+    memset(&gr, 0, sizeof gr);
+    pthread_barrier_init(&gr.barrier, NULL, 2);
+    bn_rank k[2];
+    pthread_t th[2];
+    for (int r = 0; r < 2; r++) {
+        k[r] = (bn_rank){&gr, r, {r, 2, bn_group_sum, NULL, &k[r]}, n / 2, c, hw, x + r * half, gy + r * half, g, b,
+                         nnt_zeros(half), nnt_zeros(c), nnt_zeros(c), nnt_zeros(c), nnt_zeros(c), nnt_zeros(half),
+                         nnt_zeros(c), nnt_zeros(c), OPTVQ_OK};
+        CHECK(pthread_create(&th[r], NULL, bn_rank_main, &k[r]) == 0);
+    }
+    for (int r = 0; r < 2; r++)
+        pthread_join(th[r], NULL);
+    pthread_barrier_destroy(&gr.barrier);
+    float *dg_sum = nnt_zeros(c), *db_sum = nnt_zeros(c);
+    for (int r = 0; r < 2; r++) {
+        CHECK_OK(k[r].st);
+        nnt_expect("sync y", k[r].y, y + r * half, half, 1e-12);
+        nnt_expect("sync dx", k[r].dx, dx + r * half, half, 1e-12);
+        nnt_expect("sync running_mean", k[r].rm, rm, c, 1e-12);
+        nnt_expect("sync running_var", k[r].rv, rv, c, 1e-12);
+        for (int64_t i = 0; i < c; i++) {
+            dg_sum[i] += k[r].dg[i];
+            db_sum[i] += k[r].db[i];
+        }
+    }
+    /* dgamma/dbeta are each rank's share: summed over the ranks, the whole batch's */
+    nnt_expect("sync dgamma summed", dg_sum, dg, c, 1e-12);
+    nnt_expect("sync dbeta summed", db_sum, db, c, 1e-12);
+    for (int r = 0; r < 2; r++) {
+        free(k[r].y); free(k[r].mean); free(k[r].rstd); free(k[r].rm); free(k[r].rv); free(k[r].dx);
+        free(k[r].dg); free(k[r].db);
+    }
+    free(x); free(gy); free(g); free(b); free(y); free(mean); free(rstd); free(rm); free(rv);
+    free(dx); free(dg); free(db); free(dg_sum); free(db_sum);
 }

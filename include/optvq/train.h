@@ -30,6 +30,22 @@ extern "C" {
 #pragma GCC visibility push(default)
 #endif
 
+/* A data-parallel group of processes (the optvq CLI fills it from MPI under
+ * mpirun; any other transport works the same way). Every process runs the
+ * same options with its own rank; the library calls the hooks, on every rank
+ * at the same points, to reduce across the group. Zeroed (rank 0, n_ranks 0
+ * or 1, NULL hooks): one process. A hook returns 0 on success; a failure
+ * makes the call that used it fail with OPTVQ_ERR_STATE. */
+typedef struct optvq_comm {
+    int rank;                     /* 0 .. n_ranks-1                            */
+    int n_ranks;                  /* processes in the group; 0 or 1: alone     */
+    optvq_allreduce_fn allreduce; /* doubles in place: statistics, Sinkhorn    */
+    /* floats in place, summed over the ranks: gradients. NULL: through
+       allreduce in double pieces (slower, same result). */
+    int (*allreduce_floats)(float *values, size_t count, void *ctx);
+    void *ctx;                    /* passed to both hooks                      */
+} optvq_comm;
+
 /* The most epochs a run may have. */
 #define OPTVQ_TRAIN_MAX_EPOCHS 1000000
 
@@ -58,6 +74,13 @@ typedef struct optvq_train_options {
     const char *codebook;  /* the codebook (n_e, code_dim) from a .npy, .pth or
                               .safetensors file instead of train.use_initiate (the
                               reference's train.code_path). NULL: the config's       */
+    /* Data parallel, as the reference's DDP: batch_size is per rank, the
+       learning rate scales with the global batch (batch x n_ranks), rank k
+       takes the k-th slice of every global batch of one global shuffle,
+       gradients are averaged, Sinkhorn and BatchNorm see the global batch.
+       Rank 0 alone writes the run folder; held-out evaluation is
+       sharded; every rank calls the callback with the same numbers. Zeroed by optvq_train_options_default: one process. */
+    optvq_comm comm;
 } optvq_train_options;
 
 /* Defaults: everything from the config, val_limit 1000, no resume. Relative
@@ -91,6 +114,10 @@ typedef struct optvq_train_report {
     double val_psnr, val_ssim, val_usage, val_perplexity; /* EPOCH, with held-out data */
     const char *run_dir;     /* where the run's files are now (a new run stays in
                                 RUN_DIR/.pending until its first checkpoint)          */
+    int ranks;               /* processes training together (1: alone)               */
+    int rank;                /* this one's (0 writes the run's files)                */
+    double comm_seconds;     /* STEP: the step's time in reductions over the ranks    */
+    double comm_bytes;       /* STEP: bytes this process gave those reductions        */
 } optvq_train_report;
 
 /* Return 0 to go on, nonzero to stop after this step (as --stop-after does:

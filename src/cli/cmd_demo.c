@@ -7,7 +7,7 @@
 #include "cli/train_run.h"
 #include "io/image.h"
 #include "optvq/optvq.h"
-#include "train/dataset.h"
+#include "io/dataset.h"
 #include "viz/chart.h"
 
 #include <errno.h>

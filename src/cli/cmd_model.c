@@ -7,6 +7,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/util.h"
+#include "io/dataset.h"
 #include "io/image.h"
 #include "optvq/optvq.h"
 
@@ -46,7 +47,9 @@ static const char *const HELP_IMAGES =
     "    preprocessing: the short side resized to the model's resolution\n"
     "    (bilinear), a centre crop, then (x/255 - 0.5)/0.5. Colour files given to\n"
     "    a 1-channel model are turned to grey (and grey files replicated for a\n"
-    "    3-channel one); a note says so.\n";
+    "    3-channel one); a note says so. For a 1-channel model IN may also be IDX\n"
+    "    images: fashion-mnist (the test set of dataset-fashion-mnist) or an IDX\n"
+    "    file, with the reference's plain preprocessing (bilinear resize).\n";
 
 static const char *const HELP_OUTPUTS =
     "OUTPUTS\n"
@@ -125,14 +128,10 @@ static void format_shape(char *buf, size_t size, const optvq_array *a)
 
 /* ---- streamed image input ------------------------------------------------- */
 
-/* Images (C, H, W) in [-1, 1], one batch at a time, from a .npy array, an
- * image file or a folder of them. */
+/* Images (C, H, W) in [-1, 1], one batch at a time, from an image set
+ * (io/dataset.h: a .npy array, an image file, a folder of them, IDX). */
 typedef struct image_source {
-    const char *in;
-    optvq_array array; /* .npy input (float32 after conversion) */
-    int is_npy;
-    char **paths; /* folder listing (NULL for one file) */
-    char *single[1];
+    dataset d;
     int64_t count, next, skipped;
     int64_t c, h, w;
     int keep_going, noted_conversion;
@@ -140,9 +139,7 @@ typedef struct image_source {
 
 static void source_close(image_source *s)
 {
-    optvq_array_free(&s->array);
-    if (s->paths)
-        optvq_image_list_free(s->paths, s->count);
+    dataset_free(&s->d);
     memset(s, 0, sizeof *s);
 }
 
@@ -157,99 +154,24 @@ static char *base_name(const char *path)
     return n;
 }
 
-/* Checks and converts a .npy of images: float32/float64 in [-1, 1] (a
- * warning outside), or uint8 mapped as (x/255 - 0.5)/0.5. */
-static int open_npy(model_cli *mc, image_source *s)
-{
-    const char *in = s->in;
-    const int64_t C = mc->info.in_channels, f = mc->info.downsample;
-    if (optvq_npy_read(in, &s->array) != OPTVQ_OK) {
-        fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
-        return 1;
-    }
-    optvq_array *a = &s->array;
-    char shape[160];
-    format_shape(shape, sizeof shape, a);
-    if (a->dtype == OPTVQ_I32 || a->dtype == OPTVQ_I64) {
-        fprintf(stderr, "optvq %s: %s: an %s array is not images: give float32/float64 in [-1, 1] or uint8 0..255\n",
-                mc->cmd, in, a->dtype == OPTVQ_I32 ? "int32" : "int64");
-        return 1;
-    }
-    if (a->ndim != 4 || a->shape[1] != C) {
-        fprintf(stderr, "optvq %s: %s: expected images (B, %lld, H, W) for this %lld-channel model, got shape %s\n",
-                mc->cmd, in, (long long)C, (long long)C, shape);
-        return 1;
-    }
-    if (a->shape[0] < 1 || a->shape[2] < 1 || a->shape[3] < 1) {
-        fprintf(stderr, "optvq %s: %s: holds no images (shape %s)\n", mc->cmd, in, shape);
-        return 1;
-    }
-    if (a->shape[2] % f || a->shape[3] % f) {
-        fprintf(stderr, "optvq %s: %s: images of %lldx%lld do not fit the model: height and width must be multiples of %lld\n",
-                mc->cmd, in, (long long)a->shape[2], (long long)a->shape[3], (long long)f);
-        return 1;
-    }
-    const int was_u8 = a->dtype == OPTVQ_U8;
-    if (optvq_array_to_f32(a) != OPTVQ_OK) {
-        fprintf(stderr, "optvq %s: %s: %s\n", mc->cmd, in, optvq_last_error());
-        return 1;
-    }
-    const int64_t n = optvq_array_numel(a);
-    float *v = a->data;
-    if (was_u8) {
-        for (int64_t i = 0; i < n; i++) /* bit for bit the reference's ToTensor + Normalize(0.5, 0.5) */
-            v[i] = ((float)(v[i] / 255.0) - 0.5f) / 0.5f;
-        fprintf(stderr, "optvq %s: %s: uint8 images mapped to [-1, 1] as (x/255 - 0.5)/0.5\n", mc->cmd, in);
-    }
-    float lo = INFINITY, hi = -INFINITY;
-    for (int64_t i = 0; i < n; i++) {
-        if (!isfinite(v[i])) {
-            fprintf(stderr, "optvq %s: %s: NaN or Inf at element %lld\n", mc->cmd, in, (long long)i);
-            return 1;
-        }
-        lo = v[i] < lo ? v[i] : lo;
-        hi = v[i] > hi ? v[i] : hi;
-    }
-    if (lo < -1.001f || hi > 1.001f)
-        fprintf(stderr,
-                "optvq %s: %s: warning: values span [%g, %g], outside the model's [-1, 1] (images are expected "
-                "as (x/255 - 0.5)/0.5)\n",
-                mc->cmd, in, (double)lo, (double)hi);
-    s->is_npy = 1;
-    s->count = a->shape[0];
-    s->h = a->shape[2];
-    s->w = a->shape[3];
-    return 0;
-}
-
 static int source_open(model_cli *mc, const char *in, int keep_going, image_source *s)
 {
     memset(s, 0, sizeof *s);
-    s->in = in;
     s->keep_going = keep_going;
-    s->c = mc->info.in_channels;
-    if (cli_ends_with(in, ".npy"))
-        return open_npy(mc, s);
-    s->h = s->w = mc->info.resolution;
-    if (cli_is_dir(in)) {
-        if (optvq_image_list_folder(in, &s->paths, &s->count) != OPTVQ_OK) {
-            fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
-            return 1;
-        }
-        if (s->count == 0) {
-            fprintf(stderr, "optvq %s: %s: no .png/.jpg/.jpeg images in the folder\n", mc->cmd, in);
-            return 1;
-        }
-        return 0;
-    }
-    FILE *fp = fopen(in, "rb");
-    if (!fp) {
-        fprintf(stderr, "optvq %s: %s: %s\n", mc->cmd, in, strerror(errno));
+    dataset_options o = {.channels = mc->info.in_channels, .resolution = mc->info.resolution,
+                         .multiple = mc->info.downsample};
+    if (dataset_open(in, &o, &s->d) != OPTVQ_OK) {
+        fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
         return 1;
     }
-    fclose(fp);
-    s->single[0] = (char *)in;
-    s->count = 1;
+    if (s->d.from_u8)
+        fprintf(stderr, "optvq %s: %s: uint8 images mapped to [-1, 1] as (x/255 - 0.5)/0.5\n", mc->cmd, in);
+    if (dataset_check_range(&s->d) != OPTVQ_OK) /* the model runs on any values: a warning */
+        fprintf(stderr, "optvq %s: warning: %s\n", mc->cmd, optvq_last_error());
+    s->count = s->d.n;
+    s->c = s->d.c;
+    s->h = s->d.h;
+    s->w = s->d.w;
     return 0;
 }
 
@@ -260,22 +182,11 @@ static int64_t source_read(model_cli *mc, image_source *s, int64_t max, float *b
 {
     const int64_t per = s->c * s->h * s->w;
     int64_t got = 0;
-    if (s->is_npy) {
-        got = s->count - s->next < max ? s->count - s->next : max;
-        memcpy(buf, (float *)s->array.data + s->next * per, (size_t)(got * per) * sizeof(float));
-        for (int64_t i = 0; i < got; i++) {
-            char name[32];
-            snprintf(name, sizeof name, "%06lld", (long long)(s->next + i));
-            names[i] = strdup(name);
-        }
-        s->next += got;
-        return got;
-    }
-    char **list = s->paths ? s->paths : s->single;
     while (got < max && s->next < s->count) {
-        const char *path = list[s->next++];
-        int file_channels = 0;
-        if (optvq_image_load_val_ex(path, (int)s->h, (int)s->c, buf + got * per, &file_channels) != OPTVQ_OK) {
+        const int64_t i = s->next++;
+        const char *path = dataset_file(&s->d, i);
+        int file_channels = (int)s->c;
+        if (dataset_read_one(&s->d, i, buf + got * per, &file_channels) != OPTVQ_OK) {
             if (!s->keep_going) {
                 fprintf(stderr, "optvq %s: %s\n", mc->cmd, optvq_last_error());
                 return -1;
@@ -284,14 +195,20 @@ static int64_t source_read(model_cli *mc, image_source *s, int64_t max, float *b
             s->skipped++;
             continue;
         }
-        if (file_channels != s->c && !s->noted_conversion) {
+        if (path && file_channels != s->c && !s->noted_conversion) {
             fprintf(stderr, "optvq %s: note: %s is %s; %s for this %lld-channel model (and so for any other)\n",
                     mc->cmd, path, file_channels == 3 ? "colour" : "grey",
                     file_channels == 3 ? "turned to grey (luma 299/587/114)" : "replicated to 3 channels",
                     (long long)s->c);
             s->noted_conversion = 1;
         }
-        names[got++] = base_name(path);
+        if (path) {
+            names[got++] = base_name(path);
+        } else { /* array items: their index */
+            char name[32];
+            snprintf(name, sizeof name, "%06lld", (long long)i);
+            names[got++] = strdup(name);
+        }
     }
     return got;
 }

@@ -3,10 +3,9 @@
  * most codes dead, OptVQ's Sinkhorn assignment pulls all of them in. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/toy_sim.h"
 #include "cli/util.h"
-#include "core/rng.h"
 #include "optvq/optvq.h"
-#include "train/adamw.h"
 #include "viz/gif.h"
 #include "viz/plot.h"
 
@@ -58,25 +57,7 @@ static const char toy_help[] =
     "EXIT STATUS\n"
     "    0 success, 1 runtime failure, 2 usage error.\n";
 
-typedef struct toy_run {
-    const char *name;
-    optvq_assign assign;
-    viz_rgb color;
-    optvq_quantizer *q;
-    float *m, *v;      /* AdamW moments of the embedding */
-    float *codebook;   /* (codes, 2) as of the last forward */
-    int64_t *indices;  /* (points) */
-    float *x_q;        /* (points, 2) */
-    float loss;
-    int64_t used;
-    char subtitle[96];
-} toy_run;
-
-static void fail_q(const toy_run *r, const char *what, int64_t step)
-{
-    fprintf(stderr, "optvq " CMD ": %s %s at step %" PRId64 ": %s\n", r->name, what, step,
-            optvq_last_error());
-}
+static const viz_rgb toy_colors[2] = {{0.8, 0.2, 0.2}, {0.2, 0.6, 0.2}};
 
 int cmd_toy(int argc, char **argv)
 {
@@ -127,67 +108,22 @@ int cmd_toy(int argc, char **argv)
 
     int rc = 1;
     const int64_t N = points, K = codes;
-    float *x = malloc(sizeof(float) * 2 * (size_t)N);
-    float *init = malloc(sizeof(float) * 2 * (size_t)K);
     uint8_t *pixels = NULL;
     viz_palette_map *pal = NULL;
     viz_gif *gif = NULL;
     cairo_surface_t *surf = NULL;
-    toy_run runs[2] = {
-        {.name = "vanilla VQ", .assign = OPTVQ_ASSIGN_NEAREST, .color = {0.8, 0.2, 0.2}},
-        {.name = "OptVQ", .assign = OPTVQ_ASSIGN_SINKHORN, .color = {0.2, 0.6, 0.2}},
-    };
-    if (!x || !init) {
-        fprintf(stderr, "optvq " CMD ": out of memory\n");
+    char subtitles[2][96];
+    toy_sim sim;
+    toy_sim_config sim_cfg;
+    toy_sim_config_default(&sim_cfg);
+    sim_cfg.points = N;
+    sim_cfg.codes = K;
+    sim_cfg.seed = (uint64_t)seed;
+    if (toy_sim_init(&sim, &sim_cfg) != OPTVQ_OK) {
+        fprintf(stderr, "optvq " CMD ": %s\n", optvq_last_error());
         goto done;
     }
-
-    /* the data and the initial codes, from one seeded stream */
-    optvq_rng rng;
-    optvq_rng_seed(&rng, (uint64_t)seed);
-    for (int64_t i = 0; i < 2 * N; i++)
-        x[i] = (float)(1.5 * optvq_rng_normal(&rng) + 2.0);
-    for (int64_t i = 0; i < 2 * K; i++)
-        init[i] = (float)optvq_rng_normal(&rng);
-
-    for (int r = 0; r < 2; r++) {
-        toy_run *t = &runs[r];
-        optvq_quantizer_config cfg;
-        optvq_quantizer_config_default(&cfg);
-        cfg.n_e = K;
-        cfg.e_dim = 2;
-        cfg.num_head = 1;
-        cfg.assign = t->assign;
-        cfg.normalize = OPTVQ_NORMALIZE_ALL;
-        cfg.loss = OPTVQ_LOSS_L2;
-        cfg.beta = 1.0f;
-        cfg.epsilon = 10.0f;
-        cfg.n_iters = 5;
-        cfg.use_proj = 0;
-        if (optvq_quantizer_create(&cfg, (uint64_t)seed, &t->q) != OPTVQ_OK) {
-            fprintf(stderr, "optvq " CMD ": cannot create the %s quantizer: %s\n", t->name,
-                    optvq_last_error());
-            goto done;
-        }
-        int64_t count = 0;
-        float *emb = optvq_quantizer_param(t->q, OPTVQ_PARAM_EMBEDDING, &count);
-        if (!emb || count != 2 * K) {
-            fprintf(stderr,
-                    "optvq " CMD ": %s: embedding has %" PRId64 " values, expected %" PRId64 "\n",
-                    t->name, count, 2 * K);
-            goto done;
-        }
-        memcpy(emb, init, sizeof(float) * 2 * (size_t)K);
-        t->m = calloc((size_t)(2 * K), sizeof(float));
-        t->v = calloc((size_t)(2 * K), sizeof(float));
-        t->codebook = malloc(sizeof(float) * 2 * (size_t)K);
-        t->indices = malloc(sizeof(int64_t) * (size_t)N);
-        t->x_q = malloc(sizeof(float) * 2 * (size_t)N);
-        if (!t->m || !t->v || !t->codebook || !t->indices || !t->x_q) {
-            fprintf(stderr, "optvq " CMD ": out of memory\n");
-            goto done;
-        }
-    }
+    const float *x = sim.x, *init = sim.init_codes;
 
     /* fixed axes: the data and the initial codes */
     viz_view view;
@@ -210,9 +146,9 @@ int cmd_toy(int argc, char **argv)
     }
     uint8_t palette[768], accents[2][3];
     for (int r = 0; r < 2; r++) {
-        accents[r][0] = (uint8_t)lround(255.0 * runs[r].color.r);
-        accents[r][1] = (uint8_t)lround(255.0 * runs[r].color.g);
-        accents[r][2] = (uint8_t)lround(255.0 * runs[r].color.b);
+        accents[r][0] = (uint8_t)lround(255.0 * toy_colors[r].r);
+        accents[r][1] = (uint8_t)lround(255.0 * toy_colors[r].g);
+        accents[r][2] = (uint8_t)lround(255.0 * toy_colors[r].b);
     }
     viz_palette_build(palette, (const uint8_t(*)[3])accents, 2);
     viz_palette_map_init(pal, palette);
@@ -230,25 +166,11 @@ int cmd_toy(int argc, char **argv)
 
     int64_t frames = 0;
     for (int64_t step = 0; step <= steps; step++) {
-        for (int r = 0; r < 2; r++) {
-            toy_run *t = &runs[r];
-            optvq_status st = optvq_quantizer_forward(t->q, x, N, 1, 1, t->x_q, t->indices, &t->loss);
-            if (st != OPTVQ_OK) {
-                fail_q(t, "forward failed", step);
-                goto done;
-            }
-            if (!isfinite(t->loss)) {
-                fprintf(stderr, "optvq " CMD ": the %s loss is not finite at step %" PRId64 "\n",
-                        t->name, step);
-                goto done;
-            }
-            optvq_usage usage;
-            if (optvq_usage_compute(t->indices, N, K, &usage) != OPTVQ_OK) {
-                fail_q(t, "usage failed", step);
-                goto done;
-            }
-            t->used = usage.codes_used;
+        if (toy_sim_forward(&sim, step) != OPTVQ_OK) {
+            fprintf(stderr, "optvq " CMD ": %s\n", optvq_last_error());
+            goto done;
         }
+        const toy_quant *runs = sim.run;
         if (step % table_every == 0 || step == steps) {
             char a[32], b[32];
             snprintf(a, sizeof a, "%" PRId64 "/%" PRId64, runs[0].used, K);
@@ -260,23 +182,23 @@ int cmd_toy(int argc, char **argv)
         int last = step == steps;
         if (step % every == 0 || last) {
             viz_panel panels[2];
+            if (toy_sim_codebooks(&sim, step) != OPTVQ_OK) {
+                fprintf(stderr, "optvq " CMD ": %s\n", optvq_last_error());
+                goto done;
+            }
             for (int r = 0; r < 2; r++) {
-                toy_run *t = &runs[r];
-                if (optvq_quantizer_codebook(t->q, t->codebook) != OPTVQ_OK) {
-                    fail_q(t, "codebook failed", step);
-                    goto done;
-                }
-                snprintf(t->subtitle, sizeof t->subtitle,
+                const toy_quant *t = &runs[r];
+                snprintf(subtitles[r], sizeof subtitles[r],
                          "step %" PRId64 "   codes used %" PRId64 "/%" PRId64, step, t->used, K);
                 panels[r] = (viz_panel){
                     .title = r == 0 ? "Vanilla VQ (nearest code)" : "OptVQ (Sinkhorn)",
-                    .subtitle = t->subtitle,
+                    .subtitle = subtitles[r],
                     .points = x,
                     .n_points = N,
                     .codes = t->codebook,
                     .n_codes = K,
                     .assign = t->indices,
-                    .color = t->color,
+                    .color = toy_colors[r],
                 };
             }
             surf = viz_panels_render(panels, 2, &view, 1.0);
@@ -304,22 +226,9 @@ int cmd_toy(int argc, char **argv)
         }
         if (last)
             break;
-        for (int r = 0; r < 2; r++) {
-            toy_run *t = &runs[r];
-            optvq_quantizer_zero_grad(t->q);
-            if (optvq_quantizer_backward(t->q, NULL, 1.0f, NULL) != OPTVQ_OK) {
-                fail_q(t, "backward failed", step);
-                goto done;
-            }
-            int64_t count = 0;
-            float *emb = optvq_quantizer_param(t->q, OPTVQ_PARAM_EMBEDDING, &count);
-            const float *grad = optvq_quantizer_grad(t->q, OPTVQ_PARAM_EMBEDDING, &count);
-            if (!emb || !grad) {
-                fprintf(stderr, "optvq " CMD ": %s: no embedding gradient\n", t->name);
-                goto done;
-            }
-            optvq_adamw_step(emb, grad, t->m, t->v, count, 5e-3f, 0.9f, 0.999f, 1e-8f, 0.01f,
-                             step + 1);
+        if (toy_sim_update(&sim, step) != OPTVQ_OK) {
+            fprintf(stderr, "optvq " CMD ": %s\n", optvq_last_error());
+            goto done;
         }
     }
     optvq_status st = viz_gif_close(gif);
@@ -339,17 +248,8 @@ done:
     if (surf)
         cairo_surface_destroy(surf);
     viz_gif_abort(gif);
-    for (int r = 0; r < 2; r++) {
-        optvq_quantizer_free(runs[r].q);
-        free(runs[r].m);
-        free(runs[r].v);
-        free(runs[r].codebook);
-        free(runs[r].indices);
-        free(runs[r].x_q);
-    }
+    toy_sim_free(&sim);
     free(pal);
     free(pixels);
-    free(init);
-    free(x);
     return rc;
 }

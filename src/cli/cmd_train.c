@@ -3,6 +3,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/train_run.h"
+#include "mpi/mpi_comm.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -99,6 +100,17 @@ static const char *const HELP =
     "        --init-from optvq-16x16x4 --lpips vgg16-397923af.pth,vgg.pth --out runs/finetune\n"
     "    optvq train --config configs/imagenet/optvq_256_f16_h4.yaml --data IMAGES/ \\\n"
     "        --lpips vgg16-397923af.pth,vgg.pth --out runs/f16h4\n"
+    "    mpirun -np 2 optvq train --config configs/fashion-mnist/optvq.yaml \\\n"
+    "        --batch-size 512 --threads 1 --out runs/optvq-2\n"
+    "\n"
+    "DATA PARALLEL (MPI)\n"
+    "    Under mpirun the processes train one run together, as the reference's DDP:\n"
+    "    --batch-size is per process and the learning rate scales with the global\n"
+    "    batch; each takes its slice of every global batch of one shuffle;\n"
+    "    gradients are averaged, Sinkhorn and the PatchGAN's BatchNorm see the\n"
+    "    global batch; process 0 writes RUN_DIR and prints the progress. --resume\n"
+    "    works with any number of processes (the checkpoint keeps the global\n"
+    "    batch). If one process fails or dies, the job stops; --resume continues.\n"
     "\n"
     "EXIT STATUS\n"
     "    0 trained (or, with --resume, the run was finished already); 1 a runtime\n"
@@ -152,5 +164,12 @@ int cmd_train(int argc, char **argv)
         return 2;
     o->threads = (int)threads;
     t.progress = stderr;
+    if (mpi_comm_launched()) { /* under mpirun: one data-parallel run over the ranks */
+        mpi_comm_fill(&o->comm);
+        if (o->comm.rank != 0)
+            t.progress = NULL;
+        else if (o->comm.n_ranks > 1)
+            fprintf(stderr, "optvq train: data parallel over %d ranks (--batch-size is per rank)\n", o->comm.n_ranks);
+    }
     return train_run(&t, NULL);
 }

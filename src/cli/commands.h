@@ -14,5 +14,6 @@ int cmd_info(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

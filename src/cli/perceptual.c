@@ -6,9 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/evaluate.h"
 #include "optvq/optvq.h"
-
-#define CHUNK 8 /* images per network call: ~15 MB of activations each (Inception) */
 
 int cli_perceptual_open(cli_perceptual *p, const char *cmd, const char *lpips_arg, const char *fid_arg)
 {
@@ -74,57 +73,25 @@ int cli_perceptual_add(cli_perceptual *p, const char *cmd, const float *x0, cons
         lpips_alex_free(p->lpips);
         p->lpips = NULL;
     }
-    const int64_t per = (int64_t)c * h * w, hw = h * w;
-    float *rgb = NULL, *feats = NULL;
-    int rc = 1;
-    if (p->lpips && c == 1 && !(rgb = malloc(sizeof(float) * (size_t)(2 * CHUNK * 3 * hw)))) {
+    double *d = p->lpips ? malloc(sizeof(double) * (size_t)(n > 0 ? n : 1)) : NULL;
+    if (p->lpips && !d) {
         fprintf(stderr, "optvq %s: out of memory\n", cmd);
         return 1;
     }
-    if (p->fid && !(feats = malloc(sizeof(float) * (size_t)(2 * CHUNK * FID_DIM)))) {
-        fprintf(stderr, "optvq %s: out of memory\n", cmd);
-        goto done;
+    if (eval_perceptual_batch(p->lpips, p->fid, &p->fa, &p->fb, x0, x1, n, c, h, w, d) != OPTVQ_OK) {
+        fprintf(stderr, "optvq %s: %s\n", cmd, optvq_last_error());
+        free(d);
+        return 1;
     }
-    for (int64_t i0 = 0; i0 < n; i0 += CHUNK) {
-        const int64_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
-        const float *a = x0 + i0 * per, *b = x1 + i0 * per;
-        if (p->lpips) {
-            if (c == 1) { /* grey as RGB, as pyiqa reads a grey file (rgb=True) */
-                for (int64_t k = 0; k < m; k++)
-                    for (int ch = 0; ch < 3; ch++) {
-                        memcpy(rgb + (k * 3 + ch) * hw, a + k * hw, sizeof(float) * (size_t)hw);
-                        memcpy(rgb + ((CHUNK + k) * 3 + ch) * hw, b + k * hw, sizeof(float) * (size_t)hw);
-                    }
-                a = rgb;
-                b = rgb + CHUNK * 3 * hw;
-            }
-            double d[CHUNK];
-            if (lpips_alex_forward(p->lpips, a, b, m, h, w, d, NULL) != OPTVQ_OK) {
-                fprintf(stderr, "optvq %s: %s\n", cmd, optvq_last_error());
-                goto done;
-            }
-            for (int64_t k = 0; k < m; k++) {
-                p->lpips_sum += d[k];
-                if (lpips_out)
-                    lpips_out[i0 + k] = d[k];
-            }
-            p->lpips_count += m;
-        }
-        if (p->fid) {
-            if (fid_inception_forward(p->fid, x0 + i0 * per, m, c, h, w, feats) != OPTVQ_OK ||
-                fid_inception_forward(p->fid, x1 + i0 * per, m, c, h, w, feats + CHUNK * FID_DIM) != OPTVQ_OK ||
-                fid_stats_add(&p->fa, feats, m) != OPTVQ_OK ||
-                fid_stats_add(&p->fb, feats + CHUNK * FID_DIM, m) != OPTVQ_OK) {
-                fprintf(stderr, "optvq %s: %s\n", cmd, optvq_last_error());
-                goto done;
-            }
-        }
+    for (int64_t i = 0; p->lpips && i < n; i++) {
+        p->lpips_sum += d[i];
+        if (lpips_out)
+            lpips_out[i] = d[i];
     }
-    rc = 0;
-done:
-    free(rgb);
-    free(feats);
-    return rc;
+    if (p->lpips)
+        p->lpips_count += n;
+    free(d);
+    return 0;
 }
 
 int cli_perceptual_finish(cli_perceptual *p, const char *cmd, double *lpips_mean, double *fid)

@@ -42,6 +42,8 @@ static int on_report(const optvq_train_report *r, void *user)
 {
     cli_run *c = user;
     train_summary *s = c->sum;
+    if (r->rank != 0) /* rank 0 reports and draws for the whole group */
+        return 0;
     if (r->event == OPTVQ_TRAIN_STEP) {
         const double cv[TC_STEP_N] = {(double)r->step, r->loss, r->l1, r->l2, r->q, r->p, r->g, r->d, r->grad_norm,
                                       (double)r->codes_used, r->perplexity};
@@ -129,6 +131,13 @@ int train_run(const train_options *o, train_summary *sum)
     memset(&c, 0, sizeof c);
     c.o = o;
     c.label = o->label ? o->label : "train";
+    /* over MPI ranks every rank prints its own failures, named by rank; rank 0 alone the progress */
+    char label[64];
+    const int ranks = o->run.comm.n_ranks > 1 ? o->run.comm.n_ranks : 1, rank = ranks > 1 ? o->run.comm.rank : 0;
+    if (ranks > 1) {
+        snprintf(label, sizeof label, "%s (rank %d of %d)", c.label, rank, ranks);
+        c.label = label;
+    }
     c.sum = sum;
     if (sum)
         memset(sum, 0, sizeof *sum);
@@ -140,10 +149,11 @@ int train_run(const train_options *o, train_summary *sum)
     }
     int rc = 0;
     if (optvq_train_is_finished(t)) {
-        fprintf(stderr, "optvq %s: %s: the run is finished; nothing to resume\n", c.label, o->run.out);
+        if (rank == 0)
+            fprintf(stderr, "optvq %s: %s: the run is finished; nothing to resume\n", c.label, o->run.out);
         goto done;
     }
-    if (o->run.resume && load_curves(&c, optvq_train_run_dir(t))) {
+    if (rank == 0 && o->run.resume && load_curves(&c, optvq_train_run_dir(t))) {
         rc = 1;
         goto done;
     }

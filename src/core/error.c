@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_error[512];
 static _Thread_local optvq_status last_status;
@@ -11,8 +12,12 @@ optvq_status optvq_fail(optvq_status status, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     last_status = status;
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    /* formatted aside first: callers may pass optvq_last_error() itself as an argument ("%s: %s", name,
+     * optvq_last_error()), and vsnprintf into the buffer it reads from is undefined */
+    char message[sizeof last_error];
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    memcpy(last_error, message, sizeof message);
     /* one line, whatever a file put into the message (names, dtypes, ...) */
     for (char *p = last_error; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)

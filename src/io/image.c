@@ -403,12 +403,10 @@ static optvq_status decode_jpeg(const char *path, const uint8_t *buf, size_t len
 
 /* ---- format dispatch ---------------------------------------------------------------- */
 
-static optvq_status decode_file(const char *path, int keep16, raw_image *out)
+/* Decodes a whole file held in memory; `path` names it in messages. */
+static optvq_status decode_buffer(const char *path, const uint8_t *buf, size_t len, int keep16, raw_image *out)
 {
     memset(out, 0, sizeof *out);
-    uint8_t *buf;
-    size_t len;
-    OPTVQ_TRY(read_file(path, &buf, &len));
     static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     optvq_status st;
     if (len >= 8 && memcmp(buf, png_sig, 8) == 0)
@@ -419,6 +417,16 @@ static optvq_status decode_file(const char *path, int keep16, raw_image *out)
         st = optvq_fail(OPTVQ_ERR_FORMAT, "%s: empty file, not an image", path);
     else
         st = optvq_fail(OPTVQ_ERR_FORMAT, "%s: not a PNG or JPEG image", path);
+    return st;
+}
+
+static optvq_status decode_file(const char *path, int keep16, raw_image *out)
+{
+    memset(out, 0, sizeof *out);
+    uint8_t *buf;
+    size_t len;
+    OPTVQ_TRY(read_file(path, &buf, &len));
+    optvq_status st = decode_buffer(path, buf, len, keep16, out);
     free(buf);
     return st;
 }
@@ -451,14 +459,10 @@ static inline unsigned raw_sample(const raw_image *r, size_t i, int target_chann
     return v[s];
 }
 
-optvq_status optvq_image_read_u8(const char *path, int channels, optvq_image_u8 *out)
+/* 8-bit pixels of `channels` from a decoded image (freed here). */
+static optvq_status raw_to_u8(raw_image *rp, int channels, optvq_image_u8 *out)
 {
-    memset(out, 0, sizeof *out);
-    if (channels != 1 && channels != 3)
-        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: channels must be 1 or 3, got %d", path,
-                          channels);
-    raw_image r;
-    OPTVQ_TRY(decode_file(path, 0, &r));
+    raw_image r = *rp;
     optvq_status st = optvq_image_u8_alloc(out, r.width, r.height, channels);
     if (st != OPTVQ_OK) {
         raw_free(&r);
@@ -471,6 +475,35 @@ optvq_status optvq_image_read_u8(const char *path, int channels, optvq_image_u8 
     out->file_channels = r.channels <= 2 ? 1 : 3;
     raw_free(&r);
     return OPTVQ_OK;
+}
+
+optvq_status optvq_image_read_u8(const char *path, int channels, optvq_image_u8 *out)
+{
+    memset(out, 0, sizeof *out);
+    if (channels != 1 && channels != 3)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: channels must be 1 or 3, got %d", path,
+                          channels);
+    raw_image r;
+    OPTVQ_TRY(decode_file(path, 0, &r));
+    return raw_to_u8(&r, channels, out);
+}
+
+optvq_status optvq_image_decode_u8(const void *data, size_t len, const char *name, int channels,
+                                   optvq_image_u8 *out)
+{
+    if (!out)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "image: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!name)
+        name = "image";
+    if (!data && len)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: data is NULL", name);
+    if (channels != 1 && channels != 3)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: channels must be 1 or 3, got %d", name,
+                          channels);
+    raw_image r;
+    OPTVQ_TRY(decode_buffer(name, data ? data : (const void *)"", len, 0, &r));
+    return raw_to_u8(&r, channels, out);
 }
 
 optvq_status optvq_image_read(const char *path, int channels, optvq_image_f32 *out)

@@ -61,6 +61,10 @@ optvq_status optvq_image_f32_alloc(optvq_image_f32 *img, int width, int height, 
  * dropped (not composited), palettes expanded, bit depths below 8 scaled up,
  * 16-bit samples reduced to their high byte (what PIL does for 16-bit RGB). */
 optvq_status optvq_image_read_u8(const char *path, int channels, optvq_image_u8 *out);
+/* As optvq_image_read_u8, from a whole file already in memory (`len` bytes);
+ * `name` stands for the path in messages. */
+optvq_status optvq_image_decode_u8(const void *data, size_t len, const char *name, int channels,
+                                   optvq_image_u8 *out);
 
 /* Reads a PNG or JPEG as float32 CHW in [0, 1]: as optvq_image_read_u8, but
  * 16-bit PNG samples are scaled by 1/65535 instead of being reduced to 8 bits. */

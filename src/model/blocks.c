@@ -3,6 +3,7 @@
 #include "model/blocks.h"
 
 #include "core/error.h"
+#include "nn/conv_winograd.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -246,12 +247,13 @@ static optvq_status norm_swish(float *y, const float *x, const block_layer *n, b
     return OPTVQ_OK;
 }
 
+/* wino: the inference filter cache, or NULL (training) */
 static optvq_status conv_same(float *y, const float *x, const block_layer *l, block_shape s, int64_t cout, int64_t k,
-                              nn_workspace *ws)
+                              nn_workspace *ws, nn_winograd_cache *wino)
 {
     nn_conv2d_desc d;
     OPTVQ_TRY(same_desc(&d, s, cout, k));
-    return nn_conv2d_forward(y, x, l->w, l->b, &d, ws);
+    return nn_conv2d_forward_infer(y, x, l->w, l->b, &d, ws, wino);
 }
 
 static optvq_status conv_same_backward(float *dx, const float *dy, const float *x, const block_layer *l,
@@ -268,16 +270,16 @@ static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
  * y = conv2(S) + (nin_shortcut(x) or x). h1 goes to `saved` in training and
  * to scratch[1] in inference, where the shortcut reuses it once h1 is dead. */
 static optvq_status resblock_forward(const block *b, float *y, const float *x, block_shape s, float *saved,
-                                     float *const *scratch, nn_workspace *ws)
+                                     float *const *scratch, nn_workspace *ws, nn_winograd_cache *wino)
 {
     block_shape so = {s.b, b->cout, s.h, s.w};
     float *S = scratch[0], *N = scratch[1], *h1 = saved ? saved : scratch[1];
     OPTVQ_TRY(norm_swish(S, x, &b->norm1, s));
-    OPTVQ_TRY(conv_same(h1, S, &b->conv1, s, b->cout, 3, ws));
+    OPTVQ_TRY(conv_same(h1, S, &b->conv1, s, b->cout, 3, ws, wino));
     OPTVQ_TRY(norm_swish(S, h1, &b->norm2, so));
-    OPTVQ_TRY(conv_same(y, S, &b->conv2, so, b->cout, 3, ws));
+    OPTVQ_TRY(conv_same(y, S, &b->conv2, so, b->cout, 3, ws, wino));
     if (b->nin.w) {
-        OPTVQ_TRY(conv_same(N, x, &b->nin, s, b->cout, 1, ws));
+        OPTVQ_TRY(conv_same(N, x, &b->nin, s, b->cout, 1, ws, wino));
         nn_add_forward(y, y, N, (int64_t)numel(so));
     } else {
         nn_add_forward(y, y, x, (int64_t)numel(so));
@@ -323,11 +325,11 @@ static optvq_status resblock_backward(const block *b, float *dx, float *dy, cons
 
 /* Upsample: U = nearest x2 of x (scratch[0]), y = conv3x3(U). */
 static optvq_status upconv_forward(const block *b, float *y, const float *x, block_shape s, float *U,
-                                   nn_workspace *ws)
+                                   nn_workspace *ws, nn_winograd_cache *wino)
 {
     nn_upsample2x_forward(U, x, s.b * s.c, s.h, s.w);
     block_shape su = {s.b, s.c, 2 * s.h, 2 * s.w};
-    return conv_same(y, U, &b->conv, su, b->cout, 3, ws);
+    return conv_same(y, U, &b->conv, su, b->cout, 3, ws, wino);
 }
 
 static optvq_status upconv_backward(const block *b, float *dx, const float *dy, const float *x, block_shape s,
@@ -358,13 +360,13 @@ static optvq_status norm_swish_backward(const block *b, float *dx, const float *
 /* ---- dispatch ---- */
 
 optvq_status block_forward(const block *b, float *y, const float *x, block_shape s, float *saved,
-                           float *const *scratch, nn_workspace *ws)
+                           float *const *scratch, nn_workspace *ws, nn_winograd_cache *wino)
 {
     nn_conv2d_desc d;
     switch (b->kind) {
     case BLOCK_CONV:
         OPTVQ_TRY(block_conv_desc(&d, b, s));
-        return nn_conv2d_forward(y, x, b->conv.w, b->conv.b, &d, ws);
+        return nn_conv2d_forward_infer(y, x, b->conv.w, b->conv.b, &d, ws, wino);
     case BLOCK_CONVT: {
         nn_convt2d_desc dt;
         OPTVQ_TRY(block_convt_desc(&dt, b, s));
@@ -374,13 +376,13 @@ optvq_status block_forward(const block *b, float *y, const float *x, block_shape
         nn_relu_forward(y, x, (int64_t)numel(s));
         return OPTVQ_OK;
     case BLOCK_RESBLOCK:
-        return resblock_forward(b, y, x, s, saved, scratch, ws);
+        return resblock_forward(b, y, x, s, saved, scratch, ws, wino);
     case BLOCK_ATTN: {
         nn_attn_desc a = attn_desc(s);
         return nn_attn_forward(y, saved, x, &b->ap, &a, ws);
     }
     case BLOCK_UPCONV:
-        return upconv_forward(b, y, x, s, scratch[0], ws);
+        return upconv_forward(b, y, x, s, scratch[0], ws, wino);
     case BLOCK_NORM_SWISH:
         return norm_swish(y, x, &b->conv, s);
     }

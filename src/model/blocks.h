@@ -77,9 +77,12 @@ void block_bind(block *b, const nn_params *p);
 optvq_status block_plan(const block *b, block_shape s, block_shape *out, block_need *need);
 
 /* y <- block(x); y may not alias x. saved: the block's saved state in
- * training, NULL in inference. scratch: as many buffers as block_plan says. */
+ * training, NULL in inference. scratch: as many buffers as block_plan says.
+ * wino: inference only, the Winograd filter cache (nn/conv_winograd.h) its
+ * 3x3 convolutions use where that pays; NULL: conv2d's direct paths. */
+struct nn_winograd_cache;
 optvq_status block_forward(const block *b, float *y, const float *x, block_shape s, float *saved,
-                           float *const *scratch, nn_workspace *ws);
+                           float *const *scratch, nn_workspace *ws, struct nn_winograd_cache *wino);
 
 /* Backward after block_forward with saved state: parameter gradients +=,
  * dx (b, cin, h, w) += (NULL: not wanted). dy is used as scratch once read. */

@@ -57,6 +57,7 @@ struct discriminator {
     int64_t gmax;
     nn_workspace ws;
     int have_forward;
+    const struct optvq_comm *comm; /* SyncBatchNorm over these ranks; NULL: BatchNorm */
 };
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -172,6 +173,12 @@ optvq_status disc_create(const disc_config *c, uint64_t seed, discriminator **ou
     init_params(d, seed);
     *out = d;
     return OPTVQ_OK;
+}
+
+void disc_set_comm(discriminator *d, const struct optvq_comm *comm)
+{
+    if (d)
+        d->comm = comm;
 }
 
 void disc_free(discriminator *d)
@@ -392,9 +399,14 @@ optvq_status disc_forward(discriminator *d, const float *x, int64_t batch, int64
         const int64_t hw = d->desc[i].h_out * d->desc[i].w_out;
         if (c->bn) {
             float *rm = d->stats + c->bn_off, *rv = rm + c->cout;
-            OPTVQ_TRY(nn_batchnorm_forward(d->a[i], d->mean[i], d->rstd[i], rm, rv, d->z[i],
-                                           pdata(d, c->bn_w), pdata(d, c->bn_b), batch, c->cout,
-                                           hw, DISC_BN_EPS, DISC_BN_MOMENTUM));
+            if (d->comm)
+                OPTVQ_TRY(nn_batchnorm_forward_sync(d->a[i], d->mean[i], d->rstd[i], rm, rv, d->z[i],
+                                                    pdata(d, c->bn_w), pdata(d, c->bn_b), batch, c->cout, hw,
+                                                    DISC_BN_EPS, DISC_BN_MOMENTUM, d->comm));
+            else
+                OPTVQ_TRY(nn_batchnorm_forward(d->a[i], d->mean[i], d->rstd[i], rm, rv, d->z[i],
+                                               pdata(d, c->bn_w), pdata(d, c->bn_b), batch, c->cout,
+                                               hw, DISC_BN_EPS, DISC_BN_MOMENTUM));
             d->tracked[c->bn_slot]++;
         }
         nn_leaky_relu_forward(d->a[i], d->a[i], d->act_n[i], DISC_LEAKY_SLOPE);
@@ -431,9 +443,14 @@ optvq_status disc_backward(discriminator *d, const float *d_logits, float *dx)
         t = cur, cur = oth, oth = t;
         if (c->bn) {
             zero(oth, n);
-            OPTVQ_TRY(nn_batchnorm_backward(oth, pgrad(d, c->bn_w), pgrad(d, c->bn_b), cur, d->z[i],
-                                            d->mean[i], d->rstd[i], pdata(d, c->bn_w), d->batch,
-                                            c->cout, hw));
+            if (d->comm)
+                OPTVQ_TRY(nn_batchnorm_backward_sync(oth, pgrad(d, c->bn_w), pgrad(d, c->bn_b), cur, d->z[i],
+                                                     d->mean[i], d->rstd[i], pdata(d, c->bn_w), d->batch,
+                                                     c->cout, hw, d->comm));
+            else
+                OPTVQ_TRY(nn_batchnorm_backward(oth, pgrad(d, c->bn_w), pgrad(d, c->bn_b), cur, d->z[i],
+                                                d->mean[i], d->rstd[i], pdata(d, c->bn_w), d->batch,
+                                                c->cout, hw));
             t = cur, cur = oth, oth = t;
         }
         /* cur = d(conv i output) */

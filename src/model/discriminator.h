@@ -50,6 +50,9 @@ typedef struct discriminator discriminator;
  * initialises the parameters from `seed`. */
 optvq_status disc_create(const disc_config *c, uint64_t seed, discriminator **out);
 void disc_free(discriminator *d);
+/* Data parallel: BatchNorm becomes SyncBatchNorm over the ranks of comm (the
+ * reference converts it under DDP); comm must outlive d. NULL: BatchNorm. */
+void disc_set_comm(discriminator *d, const struct optvq_comm *comm);
 const disc_config *disc_get_config(const discriminator *d);
 
 /* Trainable parameters (conv weights/biases, BatchNorm weight/bias) with gradients. */

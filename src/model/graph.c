@@ -347,7 +347,8 @@ optvq_status graph_forward(const graph_run *r, float *const *scratch, nn_workspa
 {
     const graph *g = r->g;
     for (int i = 0; i < g->n; i++)
-        OPTVQ_TRY(block_forward(&g->blocks[i], r->act[i + 1], r->act[i], r->dims[i], r->saved[i], scratch, ws));
+        OPTVQ_TRY(block_forward(&g->blocks[i], r->act[i + 1], r->act[i], r->dims[i], r->saved[i], scratch, ws,
+                                r->wino));
     return OPTVQ_OK;
 }
 

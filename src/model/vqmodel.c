@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "model/graph.h"
+#include "nn/conv_winograd.h"
 #include "nn/nn.h"
 
 #include "core/rng.h"
@@ -30,6 +31,7 @@ struct optvq_model {
     optvq_quantizer *quant;
     graph enc, dec;         /* encoder (+ quant_conv), (post_quant_conv +) decoder */
     graph_run enc_run, dec_run; /* their inference shapes and buffers             */
+    nn_winograd_cache *wino;    /* inference: Winograd filter transforms (4x the 3x3 weights that use them) */
     nn_workspace ws;
     float *act;             /* ping-pong a, b and the scratch buffers, one block */
     size_t act_floats;
@@ -131,6 +133,9 @@ static optvq_status build(optvq_model *m, uint64_t seed)
     graph_bind(&m->dec, &m->params);
     OPTVQ_TRY(graph_run_init(&m->enc_run, &m->enc));
     OPTVQ_TRY(graph_run_init(&m->dec_run, &m->dec));
+    if (!(m->wino = nn_winograd_cache_create(nn_winograd_cache_budget())))
+        return OPTVQ_ERR_NOMEM;
+    m->enc_run.wino = m->dec_run.wino = m->wino; /* the trainer's own runs keep NULL */
     model_init_params(m, seed);
     return OPTVQ_OK;
 }
@@ -206,6 +211,7 @@ void optvq_model_free(optvq_model *m)
     graph_free(&m->enc);
     graph_free(&m->dec);
     nn_workspace_free(&m->ws);
+    nn_winograd_cache_free(m->wino);
     free(m->act);
     free(m->z);
     free(m);

@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static int mpi_running(void)
 {
@@ -28,9 +29,25 @@ int mpi_comm_init(int *argc, char ***argv)
     return MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 }
 
+int mpi_comm_launched(void)
+{
+    /* OpenMPI's mpirun sets OMPI_COMM_WORLD_SIZE; PMIx launchers (srun, prterun) PMIX_RANK; MPICH's PMI_SIZE */
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i]))
+            return 1;
+    return 0;
+}
+
 int mpi_comm_finalize(void)
 {
     return mpi_running() ? MPI_Finalize() : MPI_SUCCESS;
+}
+
+void mpi_comm_abort(int code)
+{
+    if (mpi_running())
+        MPI_Abort(MPI_COMM_WORLD, code);
 }
 
 int mpi_comm_rank(void)
@@ -70,6 +87,31 @@ int mpi_comm_allreduce(double *values, size_t count, optvq_reduce_op op, void *c
         count -= (size_t)n;
     }
     return MPI_SUCCESS;
+}
+
+int mpi_comm_allreduce_floats(float *values, size_t count, void *ctx)
+{
+    (void)ctx;
+    if (count && !values)
+        return MPI_ERR_BUFFER;
+    while (count > 0) {
+        int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, values, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS)
+            return rc;
+        values += n;
+        count -= (size_t)n;
+    }
+    return MPI_SUCCESS;
+}
+
+void mpi_comm_fill(optvq_comm *comm)
+{
+    comm->rank = mpi_comm_rank();
+    comm->n_ranks = mpi_comm_size();
+    comm->allreduce = mpi_comm_allreduce;
+    comm->allreduce_floats = mpi_comm_allreduce_floats;
+    comm->ctx = NULL;
 }
 
 const char *mpi_comm_describe(int code, char *buf, size_t size)

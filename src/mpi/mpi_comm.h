@@ -9,6 +9,7 @@
 #ifndef OPTVQ_MPI_COMM_H
 #define OPTVQ_MPI_COMM_H
 #include "optvq/optvq.h"
+#include "optvq/train.h"
 
 #include <stddef.h>
 
@@ -18,8 +19,16 @@
  * argc/argv may be NULL. */
 int mpi_comm_init(int *argc, char ***argv);
 
+/* Nonzero when this process was started by an MPI launcher (mpirun/mpiexec,
+ * srun with PMIx): only then does a program call mpi_comm_init, so that a
+ * plain run never starts MPI. */
+int mpi_comm_launched(void);
+
 /* MPI_Finalize, once; a no-op when MPI is not running. */
 int mpi_comm_finalize(void);
+
+/* MPI_Abort(MPI_COMM_WORLD, code): stops every rank of the job. */
+void mpi_comm_abort(int code);
 
 /* Rank in MPI_COMM_WORLD and the number of ranks; 0 and 1 when MPI is not
  * initialised (a plain single-process run). */
@@ -31,6 +40,13 @@ int mpi_comm_size(void);
  * MPI_COMM_WORLD. ctx is unused (pass NULL). Returns nonzero on an MPI error
  * or an unknown op. Counts above INT_MAX go in several calls. */
 int mpi_comm_allreduce(double *values, size_t count, optvq_reduce_op op, void *ctx);
+
+/* The float twin of mpi_comm_allreduce, always a sum (gradients). */
+int mpi_comm_allreduce_floats(float *values, size_t count, void *ctx);
+
+/* An optvq_comm over MPI_COMM_WORLD: this rank, the size and the two hooks
+ * above (a single process: rank 0 of 1, hooks still valid). */
+void mpi_comm_fill(optvq_comm *comm);
 
 /* "MPI error N: <MPI's text>" in buf (always terminated); returns buf. */
 const char *mpi_comm_describe(int code, char *buf, size_t size);

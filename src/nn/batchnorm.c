@@ -16,11 +16,13 @@
  *   dbeta  += sum dy ;  dgamma += sum dy xhat
  *   dx += gamma rstd (dy - mean(dy) - xhat mean(dy xhat))
  */
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "nn/nn.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 static optvq_status check(const float *x, int64_t n, int64_t c, int64_t hw, const char *op)
 {
@@ -168,6 +170,144 @@ optvq_status nn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const
                 o[p] += A * dr[p] + B * ((xr[p] - m_hi) - m_lo) + C;
         }
     }
+    return OPTVQ_OK;
+}
+
+/* ---- SyncBatchNorm: the statistics of the whole global batch ----
+ *
+ * As torch's SyncBatchNorm: the per-channel sums of x (then of (x - mean)^2)
+ * are summed over the ranks, so mean and variance are those of the
+ * concatenated batch (count n * hw * ranks); backward sums dy and dy (x - mean)
+ * over the ranks for dx, while dgamma and dbeta stay this rank's sums (the
+ * data-parallel gradient average divides by the ranks). One process: the same
+ * numbers as nn_batchnorm_forward / _backward. */
+
+optvq_status nn_batchnorm_forward_sync(float *y, float *mean, float *rstd, float *running_mean, float *running_var,
+                                       const float *x, const float *gamma, const float *beta, int64_t n, int64_t c,
+                                       int64_t hw, float eps, float momentum, const optvq_comm *comm)
+{
+    OPTVQ_TRY(check(x, n, c, hw, "batchnorm_forward"));
+    if (!y)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "batchnorm_forward: NULL output");
+    double *st = malloc((size_t)(2 * c) * sizeof(double));
+    if (!st)
+        return optvq_fail(OPTVQ_ERR_NOMEM, "batchnorm_forward: out of memory");
+    const int64_t count = n * hw * comm_size(comm);
+#pragma omp parallel for schedule(static) num_threads(optvq_threads()) if (n * c * hw > 16384)
+    for (int64_t ch = 0; ch < c; ch++) {
+        double s = 0;
+        for (int64_t i = 0; i < n; i++)
+            s += sum_f(x + (i * c + ch) * hw, hw);
+        st[ch] = s;
+    }
+    optvq_status status = comm_sum(comm, st, (size_t)c, "SyncBatchNorm");
+    if (status != OPTVQ_OK) {
+        free(st);
+        return status;
+    }
+#pragma omp parallel for schedule(static) num_threads(optvq_threads()) if (n * c * hw > 16384)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const double m = st[ch] / (double)count;
+        double ss = 0;
+        for (int64_t i = 0; i < n; i++)
+            ss += sum_sq_c(x + (i * c + ch) * hw, m, hw);
+        st[c + ch] = ss;
+    }
+    if ((status = comm_sum(comm, st + c, (size_t)c, "SyncBatchNorm")) != OPTVQ_OK) {
+        free(st);
+        return status;
+    }
+#pragma omp parallel for schedule(static) num_threads(optvq_threads()) if (n * c * hw > 16384)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const double m = st[ch] / (double)count, var = st[c + ch] / (double)count;
+        const double r = 1.0 / sqrt(var + (double)eps);
+        if (mean)
+            mean[ch] = (float)m;
+        if (rstd)
+            rstd[ch] = (float)r;
+        update_running(running_mean, running_var, ch, m, var, count, momentum);
+        const double g = gamma ? gamma[ch] : 1.0;
+        const float A = (float)(r * g), B = beta ? beta[ch] : 0.0f;
+        const float m_hi = (float)m, m_lo = (float)(m - (double)m_hi);
+        for (int64_t i = 0; i < n; i++) {
+            const float *xr = x + (i * c + ch) * hw;
+            float *yr = y + (i * c + ch) * hw;
+#pragma omp simd
+            for (int64_t p = 0; p < hw; p++)
+                yr[p] = ((xr[p] - m_hi) - m_lo) * A + B;
+        }
+    }
+    free(st);
+    return OPTVQ_OK;
+}
+
+optvq_status nn_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                        const float *mean, const float *rstd, const float *gamma, int64_t n,
+                                        int64_t c, int64_t hw, const optvq_comm *comm)
+{
+    OPTVQ_TRY(check(x, n, c, hw, "batchnorm_backward"));
+    if (!dy || !mean || !rstd)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "batchnorm_backward: NULL argument");
+    double *st = malloc((size_t)(6 * c) * sizeof(double)); /* s1, sc, se: local, then global */
+    if (!st)
+        return optvq_fail(OPTVQ_ERR_NOMEM, "batchnorm_backward: out of memory");
+    const int64_t count = n * hw * comm_size(comm);
+#pragma omp parallel for schedule(static) num_threads(optvq_threads()) if (n * c * hw > 16384)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const float m_hi = mean[ch];
+        double s1 = 0, sc = 0, se = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *xr = x + (i * c + ch) * hw, *dr = dy + (i * c + ch) * hw;
+            double a = 0, b = 0, e = 0;
+#pragma omp simd reduction(+ : a, b, e)
+            for (int64_t p = 0; p < hw; p++) {
+                const double xc = xr[p] - m_hi;
+                a += dr[p];
+                b += (double)dr[p] * xc;
+                e += xc;
+            }
+            s1 += a;
+            sc += b;
+            se += e;
+        }
+        st[3 * ch] = st[3 * c + 3 * ch] = s1;
+        st[3 * ch + 1] = st[3 * c + 3 * ch + 1] = sc;
+        st[3 * ch + 2] = st[3 * c + 3 * ch + 2] = se;
+    }
+    optvq_status status = comm_sum(comm, st + 3 * c, (size_t)(3 * c), "SyncBatchNorm backward");
+    if (status != OPTVQ_OK) {
+        free(st);
+        return status;
+    }
+#pragma omp parallel for schedule(static) num_threads(optvq_threads()) if (n * c * hw > 16384)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const float m_hi = mean[ch];
+        const double r = rstd[ch];
+        const double *loc = st + 3 * ch, *glob = st + 3 * c + 3 * ch;
+        /* the mean correction is global: every rank centred on the same float mean */
+        const double dm = glob[2] / (double)count;
+        if (dgamma)
+            dgamma[ch] += (float)((loc[1] - dm * loc[0]) * r);
+        if (dbeta)
+            dbeta[ch] += (float)loc[0];
+        if (!dx)
+            continue;
+        const double s1 = glob[0], sxh = (glob[1] - dm * glob[0]) * r;
+        const double g = gamma ? gamma[ch] : 1.0;
+        const double m1 = s1 / (double)count, m2 = sxh / (double)count;
+        const float A = (float)(g * r);
+        const float B = (float)(-g * r * r * m2);
+        const float C = (float)(-g * r * m1);
+        const float m_lo = (float)dm;
+        for (int64_t i = 0; i < n; i++) {
+            const float *xr = x + (i * c + ch) * hw, *dr = dy + (i * c + ch) * hw;
+            float *o = dx + (i * c + ch) * hw;
+#pragma omp simd
+            for (int64_t p = 0; p < hw; p++)
+                o[p] += A * dr[p] + B * ((xr[p] - m_hi) - m_lo) + C;
+        }
+    }
+    free(st);
     return OPTVQ_OK;
 }
 

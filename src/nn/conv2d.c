@@ -9,6 +9,7 @@
 #include "core/parallel.h"
 #include "nn/nn.h"
 #include "nn/conv_direct.h"
+#include "nn/conv_winograd.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -87,7 +88,8 @@ static int64_t bwd_tile(const nn_conv2d_desc *d, int nt, int64_t *ch_per_thread)
     return nn_tile_cols(cpt * d->kh * d->kw, d->h_out * d->w_out, 1, NULL);
 }
 
-size_t nn_conv2d_workspace(const nn_conv2d_desc *d)
+/* conv2d's own paths (the Winograd one is added by nn_conv2d_workspace). */
+static size_t own_workspace(const nn_conv2d_desc *d)
 {
     if (is_pointwise(d))
         return 0;
@@ -102,6 +104,13 @@ size_t nn_conv2d_workspace(const nn_conv2d_desc *d)
     int64_t tb = bwd_tile(d, ntb, &cpt);
     size_t bwd = (size_t)ntb * (size_t)(cpt * d->kh * d->kw * tb);
     return fwd > bwd ? fwd : bwd;
+}
+
+size_t nn_conv2d_workspace(const nn_conv2d_desc *d)
+{
+    /* the inference forward (nn_conv2d_forward_infer) may take the Winograd path */
+    size_t own = own_workspace(d), wino = nn_conv_winograd_pays(d) ? nn_conv_winograd_workspace(d) : 0;
+    return own > wino ? own : wino;
 }
 
 /* y[:, p0:p0+cols] = bias (or 0), row stride P. */

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include "optvq/optvq.h"
 
+struct optvq_comm; /* optvq/train.h: the data-parallel group of SyncBatchNorm */
+
 /* ------------------------------------------------------------------------ */
 /* Scratch workspace and parameter registry                                  */
 /* ------------------------------------------------------------------------ */
@@ -354,6 +356,15 @@ optvq_status nn_batchnorm_forward(float *y, float *mean, float *rstd, float *run
 optvq_status nn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                                    const float *x, const float *mean, const float *rstd,
                                    const float *gamma, int64_t n, int64_t c, int64_t hw);
+/* SyncBatchNorm (torch.nn.SyncBatchNorm in train()): the same, with the
+ * statistics of the global batch over the ranks of comm (NULL: one process,
+ * then equal to the two functions above); dgamma/dbeta are this rank's sums. */
+optvq_status nn_batchnorm_forward_sync(float *y, float *mean, float *rstd, float *running_mean, float *running_var,
+                                       const float *x, const float *gamma, const float *beta, int64_t n, int64_t c,
+                                       int64_t hw, float eps, float momentum, const struct optvq_comm *comm);
+optvq_status nn_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                        const float *mean, const float *rstd, const float *gamma, int64_t n,
+                                        int64_t c, int64_t hw, const struct optvq_comm *comm);
 void nn_batchnorm_forward_naive(float *y, float *mean, float *rstd, float *running_mean,
                                 float *running_var, const float *x, const float *gamma,
                                 const float *beta, int64_t n, int64_t c, int64_t hw, float eps,

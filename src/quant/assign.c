@@ -12,6 +12,7 @@
 #include <immintrin.h>
 #endif
 #include <math.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,9 +35,25 @@ row_blocks row_blocks_for(int64_t N, int64_t n_e, int64_t d)
     return b;
 }
 
+/* The cost matrix is hundreds of MiB written once per forward: from 2 MiB
+ * pages (transparent huge pages, where the kernel allows them on request)
+ * its first touch costs a few hundred page faults instead of a hundred
+ * thousand, which on a virtual machine was most of the quantizer's time. */
+static float *matrix_alloc(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE); /* advice only: 4 KiB pages still work */
+#endif
+    return p;
+}
+
 void sk_workspace_free(sk_workspace *ws)
 {
-    free(ws->matrix);
+    if (ws->matrix)
+        munmap(ws->matrix, ws->matrix_bytes);
     ws->matrix = NULL;
     ws->matrix_bytes = 0;
 }
@@ -143,8 +160,19 @@ static optvq_status compute_norm(sk_run *r, int fill_matrix)
         s2 += sumsqs[b];
         mn = mins[b] < mn ? mins[b] : mn;
     }
-    /* Statistics stay per process (docs/behaviour.md §1.11). */
+    /* Over the ranks of a data-parallel group, the statistics of the global matrix, so that N ranks assign
+     * exactly as one process would on the concatenated batch (the reference keeps them per rank:
+     * docs/behaviour.md §1.11). */
     double count = (double)r->N * (double)n_e;
+    if (r->p->allreduce) {
+        double sums3[3] = {s, s2, count}, neg_min = -(double)mn;
+        if (reduce(r->p, sums3, 3, OPTVQ_REDUCE_SUM) || reduce(r->p, &neg_min, 1, OPTVQ_REDUCE_MAX))
+            return optvq_fail(OPTVQ_ERR_STATE, "sinkhorn: allreduce of the distance statistics failed");
+        s = sums3[0];
+        s2 = sums3[1];
+        count = sums3[2];
+        mn = (float)-neg_min;
+    }
     double mean = s / count;
     double var = count > 1 ? (s2 - s * mean) / (count - 1) : NAN; /* torch: unbiased; NaN for one entry */
     if (var < 0)
@@ -620,7 +648,7 @@ optvq_status sk_assign(const dist_ctx *dc, const sk_params *p, sk_workspace *ws,
     const int materialize = matrix_bytes <= (double)p->workspace_bytes;
     if (materialize && ws->matrix_bytes < (size_t)matrix_bytes) {
         sk_workspace_free(ws);
-        ws->matrix = malloc((size_t)matrix_bytes);
+        ws->matrix = matrix_alloc((size_t)matrix_bytes);
         if (!ws->matrix)
             return optvq_fail(OPTVQ_ERR_NOMEM, "sinkhorn: cannot allocate the %.0f MiB cost matrix",
                               matrix_bytes / 1048576.0);

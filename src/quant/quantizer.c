@@ -4,7 +4,9 @@
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "optvq/optvq.h"
+#include "quant/quantizer.h"
 #include "quant/assign.h"
+#include "quant/quantizer_sinkhorn.h"
 #include "quant/distance.h"
 #include "quant/simd_exp.h"
 
@@ -171,6 +173,15 @@ const optvq_quantizer_config *optvq_quantizer_get_config(const optvq_quantizer *
     return &q->cfg;
 }
 
+void quantizer_set_allreduce(optvq_quantizer *q, optvq_allreduce_fn allreduce, void *ctx)
+{
+    if (!q)
+        return;
+    q->cfg.allreduce = allreduce;
+    q->cfg.allreduce_ctx = ctx;
+    q->have_forward = 0;
+}
+
 optvq_status optvq_quantizer_set_assign(optvq_quantizer *q, optvq_assign assign)
 {
     if (!q)
@@ -178,6 +189,20 @@ optvq_status optvq_quantizer_set_assign(optvq_quantizer *q, optvq_assign assign)
     if ((unsigned)assign > OPTVQ_ASSIGN_NEAREST)
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "quantizer: unknown assignment %d", (int)assign);
     q->cfg.assign = assign;
+    q->have_forward = 0;
+    return OPTVQ_OK;
+}
+
+optvq_status quantizer_set_sinkhorn(optvq_quantizer *q, optvq_normalize mode, float epsilon, int n_iters)
+{
+    if (!q)
+        return null_arg(__func__, "q");
+    if ((unsigned)mode > OPTVQ_NORMALIZE_NULL || !(epsilon > 0.0f) || !isfinite(epsilon) || n_iters < 1)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "quantizer: Sinkhorn settings out of range (normalize %d, epsilon %g, %d iterations)",
+                          (int)mode, (double)epsilon, n_iters);
+    q->cfg.normalize = mode;
+    q->cfg.epsilon = epsilon;
+    q->cfg.n_iters = n_iters;
     q->have_forward = 0;
     return OPTVQ_OK;
 }

@@ -1,6 +1,8 @@
 #include "train/ae_disc.h"
 
+#include "core/comm.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "nn/nn.h"
 
 #include <math.h>
@@ -115,6 +117,17 @@ static optvq_status generator_term(ae_disc *s, const float *rec, int64_t batch, 
     OPTVQ_TRY(disc_backward(s->disc, s->d_logits, s->d_gan));
     OPTVQ_TRY(model_trainer_last_layer_grad(s->trainer, s->d_rec, s->dw_nll));
     OPTVQ_TRY(model_trainer_last_layer_grad(s->trainer, s->d_gan, s->dw_g));
+    if (comm_size(s->comm) > 1) {
+        /* the weight of the global batch's losses (the reference's DDP takes each rank's own): N ranks train
+         * as one process would on their concatenated batch. dw_nll and dw_g are adjacent: one call. */
+        double t0 = optvq_now();
+        OPTVQ_TRY(comm_sum_floats(s->comm, s->dw_nll, (size_t)(2 * s->dw_n), "adaptive GAN weight"));
+        const float inv = 1.0f / (float)comm_size(s->comm);
+        for (int64_t i = 0; i < 2 * s->dw_n; i++)
+            s->dw_nll[i] *= inv;
+        s->comm_tally.seconds += optvq_now() - t0;
+        s->comm_tally.bytes += (double)(2 * s->dw_n) * sizeof(float);
+    }
     /* torch.norm in float32 */
     double gw = (double)(float)norm2(s->dw_nll, s->dw_n) / ((double)(float)norm2(s->dw_g, s->dw_n) + 1e-4);
     gw = (double)(float)gw;
@@ -159,6 +172,7 @@ static optvq_status disc_step(ae_disc *s, const float *x, int64_t batch, int64_t
     d += disc_d_loss_term(kind, 0, logits, nl, (float)t->loss_d, s->d_logits);
     OPTVQ_TRY(disc_backward(s->disc, s->d_logits, NULL));
     log->d = d;
+    OPTVQ_TRY(optimizer_average_grads(&s->dopt, 1, s->comm, &s->comm_tally));
     log->d_grad_norm = optimizer_clip(&s->dopt, 1, 1.0);
     optimizer_apply(s->dopt);
     optimizer_zero_grad(s->dopt);
@@ -193,6 +207,7 @@ optvq_status ae_disc_step(ae_disc *s, const float *x, int64_t batch, int64_t hei
                           log->total);
     OPTVQ_TRY(model_trainer_backward(s->trainer, s->d_rec, t->loss_q));
     optimizer *both[2] = {s->ae, s->dopt};
+    OPTVQ_TRY(optimizer_average_grads(both, s->dopt ? 2 : 1, s->comm, &s->comm_tally));
     log->grad_norm = optimizer_clip(both, s->dopt ? 2 : 1, 1.0);
     optimizer_apply(s->ae);
     optimizer_zero_grad(s->ae);

@@ -24,6 +24,8 @@
 #include "model/discriminator.h"
 #include "model/model.h"
 #include "model/trainer.h"
+#include "core/comm.h"
+#include "optvq/train.h"
 #include "train/optimizer.h"
 
 typedef struct ae_disc_log {
@@ -44,6 +46,10 @@ typedef struct ae_disc {
     double *per_image;
     int64_t channels; /* of the images */
     int64_t image_floats, dw_n, logit_floats, batch;
+    /* data parallel (set after ae_disc_init; NULL: one process): gradients and
+     * the adaptive weight's last-layer gradients are averaged over the ranks */
+    const optvq_comm *comm;
+    comm_tally comm_tally; /* time and bytes of those reductions, accumulated */
 } ae_disc;
 
 optvq_status ae_disc_init(ae_disc *s, model_trainer *trainer, lpips_net *lpips, discriminator *disc, optimizer *ae,

@@ -1,5 +1,8 @@
 #include "train/optimizer.h"
 
+#include "core/comm.h"
+#include "core/parallel.h"
+
 #include "core/error.h"
 #include "model/graph.h"
 #include "model/vqmodel.h"
@@ -77,6 +80,91 @@ void optimizer_free(optimizer *o)
     free(o->params);
     free(o->m);
     memset(o, 0, sizeof *o);
+}
+
+optvq_status optimizer_average_grads_in(optimizer *const *opts, int n, const optvq_comm *comm, comm_tally *tally,
+                                        size_t bucket_floats)
+{
+    const int size = comm_size(comm);
+    if (size == 1)
+        return OPTVQ_OK;
+    const size_t BUCKET = bucket_floats ? bucket_floats : 1;
+    size_t total = 0;
+    for (int k = 0; k < n; k++)
+        for (int i = 0; opts[k] && i < opts[k]->count; i++)
+            total += (size_t)opts[k]->params[i].n;
+    const size_t cap = total < BUCKET ? total : BUCKET;
+    float *bucket = malloc((cap ? cap : 1) * sizeof(float));
+    if (!bucket)
+        return optvq_fail(OPTVQ_ERR_NOMEM, "gradient average: out of memory");
+    const float scale = 1.0f / (float)size;
+    optvq_status st = OPTVQ_OK;
+    double t0 = optvq_now();
+    /* walk the parameters in order; a parameter may span several buckets */
+    int k = 0, i = 0;
+    size_t done_in_param = 0;
+    while (st == OPTVQ_OK) {
+        /* fill */
+        size_t fill = 0;
+        int fk = k, fi = i;
+        size_t fdone = done_in_param;
+        while (fill < cap && k < n) {
+            if (!opts[k] || i >= opts[k]->count) {
+                k++;
+                i = 0;
+                continue;
+            }
+            const train_param *p = &opts[k]->params[i];
+            size_t m = (size_t)p->n - done_in_param;
+            if (m > cap - fill)
+                m = cap - fill;
+            memcpy(bucket + fill, p->grad + done_in_param, m * sizeof(float));
+            fill += m;
+            done_in_param += m;
+            if (done_in_param == (size_t)p->n) {
+                i++;
+                done_in_param = 0;
+            }
+        }
+        if (fill == 0)
+            break;
+        st = comm_sum_floats(comm, bucket, fill, "gradient average");
+        if (st != OPTVQ_OK)
+            break;
+        /* scatter back, averaged */
+        size_t got = 0;
+        while (got < fill) {
+            if (!opts[fk] || fi >= opts[fk]->count) {
+                fk++;
+                fi = 0;
+                continue;
+            }
+            const train_param *p = &opts[fk]->params[fi];
+            size_t m = (size_t)p->n - fdone;
+            if (m > fill - got)
+                m = fill - got;
+            for (size_t j = 0; j < m; j++)
+                p->grad[fdone + j] = bucket[got + j] * scale;
+            got += m;
+            fdone += m;
+            if (fdone == (size_t)p->n) {
+                fi++;
+                fdone = 0;
+            }
+        }
+    }
+    free(bucket);
+    if (tally) {
+        tally->seconds += optvq_now() - t0;
+        tally->bytes += (double)total * sizeof(float);
+    }
+    return st;
+}
+
+optvq_status optimizer_average_grads(optimizer *const *opts, int n, const optvq_comm *comm, comm_tally *tally)
+{
+    /* buckets of at most 4M floats: few calls, bounded extra memory */
+    return optimizer_average_grads_in(opts, n, comm, tally, (size_t)1 << 22);
 }
 
 void optimizer_zero_grad(optimizer *o)

@@ -6,6 +6,8 @@
 #define OPTVQ_TRAIN_OPTIMIZER_H
 #include "optvq/optvq.h"
 #include "nn/nn.h"
+#include "core/comm.h"
+#include "optvq/train.h"
 #include "train/schedule.h"
 
 typedef struct train_param {
@@ -37,6 +39,13 @@ optvq_status optimizer_init_list(optimizer *o, nn_params *ps, double max_lr, dou
                                  int64_t total_steps);
 void optimizer_free(optimizer *o);
 void optimizer_zero_grad(optimizer *o);
+/* Data parallel: every gradient of the optimizers' parameters replaced by its
+ * mean over the ranks of comm (summed in buckets of 4M floats, then scaled);
+ * one process: nothing. tally (may be NULL) += its time and bytes. */
+optvq_status optimizer_average_grads(optimizer *const *opts, int n, const optvq_comm *comm, comm_tally *tally);
+/* The same with buckets of bucket_floats (tests). */
+optvq_status optimizer_average_grads_in(optimizer *const *opts, int n, const optvq_comm *comm, comm_tally *tally,
+                                        size_t bucket_floats);
 /* clip_grad_norm_(max_norm) then one AdamW step at the schedule's lr and
  * beta1; returns the gradient norm before clipping. */
 double optimizer_step(optimizer *o);

@@ -6,10 +6,12 @@
 #include "optvq/train.h"
 
 #include "core/atomic_file.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "eval/eval_model.h"
+#include "eval/evaluate.h"
 #include "eval/metrics.h"
 #include "io/image.h"
 #include "io/weights.h"
@@ -19,10 +21,11 @@
 #include "optvq/optvq.h"
 #include "quant/assign.h"
 #include "quant/distance.h"
+#include "quant/quantizer.h"
 #include "eval/lpips.h"
 #include "model/discriminator.h"
 #include "train/ae_disc.h"
-#include "train/dataset.h"
+#include "io/dataset.h"
 #include "train/optimizer.h"
 
 #include <dirent.h>
@@ -61,7 +64,14 @@ struct optvq_train {
      * checkpoint, RUN_DIR/.pending (staged = 1), so that a run already in
      * RUN_DIR stays whole until the new one has something to replace it with. */
     const char *dir;
-    int staged, finished;
+    int staged, finished, failed;
+    /* data parallel: the group (o->comm), its size, and whether this process writes the run's files (rank 0) */
+    const optvq_comm *comm;
+    int ranks, writer;
+    comm_tally tally; /* gradient, loss and histogram reductions (the GAN step keeps its own) */
+    /* a resumed run's checkpoint, read before the sizes are known (its batch decides them) */
+    optvq_weights *ckpt;
+    int64_t ck_epochs_done, ck_step, ck_total, ck_batch, ck_seed;
     char pending[4096];
     char path[4096];
 };
@@ -425,10 +435,12 @@ static int save_checkpoint(run *r, int64_t epochs_done)
         st = optvq_weights_add(w, disc_buffer_name(r->disc, i), 1, shape, b);
     }
     /* progress as exact integers in the header's metadata (checkpoints before
-     * version 2 kept it as a float tensor, which load_checkpoint still reads) */
+     * version 2 kept it as a float tensor, which read_checkpoint still reads);
+     * the batch is the global one (all ranks), so any number of ranks resumes */
     const struct { const char *key; int64_t value; } prog[] = {
         {"optvq.checkpoint", CHECKPOINT_VERSION}, {"optvq.epochs_done", epochs_done}, {"optvq.step", r->opt.step},
-        {"optvq.total_steps", r->total_steps},    {"optvq.batch", r->batch},          {"optvq.seed", r->seed}};
+        {"optvq.total_steps", r->total_steps},    {"optvq.batch", r->batch * r->ranks}, {"optvq.seed", r->seed},
+        {"optvq.ranks", r->ranks}};
     for (size_t i = 0; st == OPTVQ_OK && i < sizeof prog / sizeof prog[0]; i++)
         st = set_meta_int(w, prog[i].key, prog[i].value);
     if (st == OPTVQ_OK)
@@ -445,39 +457,52 @@ static int save_checkpoint(run *r, int64_t epochs_done)
     return 0;
 }
 
-static int load_checkpoint(run *r)
+/* Reads RUN_DIR's checkpoint and its progress record (r->ckpt, r->ck_*). */
+static int read_checkpoint(run *r)
 {
-    optvq_weights *w;
     const char *path = run_file(r, "checkpoint.safetensors");
-    if (optvq_weights_load(path, &w) != OPTVQ_OK)
+    if (optvq_weights_load(path, &r->ckpt) != OPTVQ_OK)
         return fail(r, "--resume: %s", optvq_last_error());
-    int rc = 0;
+    optvq_weights *w = r->ckpt;
     int64_t version = 0, epochs_done = 0, step = 0, total = 0, batch = 0, seed = 0;
     if (!get_meta_int(w, "optvq.checkpoint", &version)) {
         if (version != CHECKPOINT_VERSION || get_meta_int(w, "optvq.epochs_done", &epochs_done) ||
             get_meta_int(w, "optvq.step", &step) || get_meta_int(w, "optvq.total_steps", &total) ||
-            get_meta_int(w, "optvq.batch", &batch) || get_meta_int(w, "optvq.seed", &seed)) {
-            rc = fail(r, "%s: checkpoint version %lld or its progress record is not one this optvq reads", path,
-                      (long long)version);
-            goto done;
-        }
+            get_meta_int(w, "optvq.batch", &batch) || get_meta_int(w, "optvq.seed", &seed))
+            return fail(r, "%s: checkpoint version %lld or its progress record is not one this optvq reads", path,
+                        (long long)version);
     } else { /* version 1: the float tensor */
         const optvq_tensor *prog = optvq_weights_find(w, "progress");
-        if (!prog || prog->numel != PROG_N) {
-            rc = fail(r, "%s: no progress record (not an optvq training checkpoint)", path);
-            goto done;
-        }
+        if (!prog || prog->numel != PROG_N)
+            return fail(r, "%s: no progress record (not an optvq training checkpoint)", path);
         epochs_done = (int64_t)prog->data[PROG_EPOCHS];
         step = (int64_t)prog->data[PROG_STEP];
         total = (int64_t)prog->data[PROG_TOTAL];
         batch = (int64_t)prog->data[PROG_BATCH];
         seed = (int64_t)prog->data[PROG_SEED_LO] | ((int64_t)prog->data[PROG_SEED_HI] << 24);
     }
-    if (total != r->total_steps || batch != r->batch || seed != r->seed || epochs_done < 0 || step < 0 ||
-        step > total) {
-        rc = fail(r, "%s: the run used other settings (%lld steps, batch %lld, seed %lld); resume with the same "
-                     "--epochs, --batch-size, --seed and data",
-                  path, (long long)total, (long long)batch, (long long)seed);
+    r->ck_epochs_done = epochs_done;
+    r->ck_step = step;
+    r->ck_total = total;
+    r->ck_batch = batch;
+    r->ck_seed = seed;
+    return 0;
+}
+
+/* Loads the read checkpoint into the model, optimizers and discriminator. */
+static int load_checkpoint(run *r)
+{
+    optvq_weights *w = r->ckpt;
+    const char *path = run_file(r, "checkpoint.safetensors");
+    int rc = 0;
+    const int64_t epochs_done = r->ck_epochs_done, step = r->ck_step, total = r->ck_total, batch = r->ck_batch,
+                  seed = r->ck_seed;
+    if (total != r->total_steps || batch != r->batch * r->ranks || seed != r->seed || epochs_done < 0 ||
+        step < 0 || step > total) {
+        rc = fail(r, "%s: the run used other settings (%lld steps, global batch %lld, seed %lld); resume with the "
+                     "same --epochs, --seed and data, and a --batch-size that gives the same global batch "
+                     "(here %lld x %d ranks)",
+                  path, (long long)total, (long long)batch, (long long)seed, (long long)r->batch, r->ranks);
         goto done;
     }
     char name[300];
@@ -525,6 +550,7 @@ static int load_checkpoint(run *r)
     r->start_epoch = epochs_done;
 done:
     optvq_weights_free(w);
+    r->ckpt = NULL;
     return rc;
 }
 
@@ -580,6 +606,8 @@ static FILE *open_metrics(run *r, int64_t step)
 /* Originals (top row) and reconstructions (bottom row) of up to 16 images. */
 static int write_grid(run *r, const float *orig, const float *rec, int64_t n, int64_t epoch)
 {
+    if (!r->writer)
+        return 0;
     const int64_t c = r->val.c, R = r->val.r, cols = n < 16 ? n : 16, W = cols * R, H = 2 * R;
     float *g = malloc((size_t)(c * H * W) * sizeof(float));
     if (!g)
@@ -600,42 +628,31 @@ static int write_grid(run *r, const float *orig, const float *rec, int64_t n, in
 /* PSNR/SSIM and codebook usage on the held-out images. */
 static int evaluate(run *r, int64_t epoch, double *psnr, double *ssim, double *usage, double *ppl)
 {
-    const int64_t n = r->val.n, c = r->val.c, R = r->val.r, per = c * R * R;
-    const int64_t f = coder_downsample(&r->cfg.encoder), tok_per = r->cfg.quantize.num_head * (R / f) * (R / f);
-    float *rec = malloc((size_t)(n * per) * sizeof(float));
-    double *ps = malloc((size_t)n * sizeof(double)), *ss = malloc((size_t)n * sizeof(double));
-    int64_t *tok = malloc((size_t)(n * tok_per) * sizeof(int64_t));
+    /* the one evaluation of optvq eval, sharded over the ranks; its batches are
+       global ones (the per-rank batch times the ranks), so that N ranks of B / N
+       evaluate as one process of B */
+    const optvq_comm *comm = &r->o->comm;
+    const int64_t ranks = comm->n_ranks > 1 ? comm->n_ranks : 1;
+    const int64_t n = r->val.n, per = r->val.c * r->val.r * r->val.r, n_first = n < 16 ? n : 16;
+    float *first = malloc((size_t)(n_first * per) * sizeof(float)); /* the grid's reconstructions */
+    if (!first)
+        return fail(r, "out of memory for the evaluation");
+    eval_source src = {.name = "held-out images", .n = n, .c = r->val.c, .h = r->val.r, .w = r->val.r,
+                       .images = r->val.images};
+    eval_options eo = {.batch_size = r->batch * ranks, .comm = comm, .first_recon = first, .n_first = n_first};
+    eval_result res;
     int rc = 0;
-    if (!rec || !ps || !ss || !tok) {
-        rc = fail(r, "out of memory for the evaluation");
-        goto done;
-    }
-    for (int64_t i = 0; i < n && !rc; i += r->batch) {
-        int64_t b = n - i < r->batch ? n - i : r->batch;
-        if (optvq_model_reconstruct(r->model, r->val.images + i * per, b, R, R, rec + i * per, tok + i * tok_per) !=
-            OPTVQ_OK)
-            rc = fail(r, "%s", optvq_last_error());
-    }
-    if (!rc && metrics_batch_signed(r->val.images, rec, n, (int)c, (int)R, (int)R, ps, ss) != OPTVQ_OK)
+    if (eval_run(r->model, &src, &eo, &res) != OPTVQ_OK) {
         rc = fail(r, "%s", optvq_last_error());
-    if (!rc) {
-        metrics_acc a;
-        metrics_acc_init(&a);
-        for (int64_t i = 0; i < n; i++)
-            metrics_acc_add(&a, ps[i], ss[i]);
-        *psnr = metrics_acc_psnr(&a);
-        *ssim = metrics_acc_ssim(&a);
-        optvq_usage u;
-        optvq_usage_compute(tok, n * tok_per, r->cfg.quantize.n_e, &u);
-        *usage = u.fraction_used;
-        *ppl = u.perplexity;
-        rc = write_grid(r, r->val.images, rec, n, epoch);
+    } else {
+        *psnr = res.psnr;
+        *ssim = res.ssim;
+        *usage = res.usage.fraction_used;
+        *ppl = res.usage.perplexity;
+        if (comm->n_ranks <= 1 || comm->rank == 0)
+            rc = write_grid(r, r->val.images, first, n_first, epoch);
     }
-done:
-    free(rec);
-    free(ps);
-    free(ss);
-    free(tok);
+    free(first);
     return rc;
 }
 
@@ -644,6 +661,8 @@ done:
  * among them). */
 static int end_epoch_files(run *r, FILE *mlog, int64_t epochs_done)
 {
+    if (!r->writer)
+        return 0;
     if (fflush(mlog) != 0 || (r->staged && fsync(fileno(mlog)) != 0))
         return fail(r, "%s: cannot write: %s", run_file(r, "metrics.jsonl"), strerror(errno));
     return save_checkpoint(r, epochs_done);
@@ -772,17 +791,24 @@ static int load_codebook(run *r, const char *path)
     return rc;
 }
 
-static int setup(run *r)
+/* Everything of setup after the folder check, on every rank; a failure
+ * returns 1 with the message set (the ranks then agree in setup). */
+static int setup_local(run *r)
 {
     const optvq_train_options *o = r->o;
-    int rc = check_run_folder(r);
-    if (rc)
-        return rc;
+    if (o->resume && read_checkpoint(r))
+        return 1;
     if (model_config_load(o->config, &r->cfg) != OPTVQ_OK)
         return fail(r, "%s", optvq_last_error());
     const train_settings *t = &r->cfg.train;
     r->epochs = o->epochs >= 0 ? o->epochs : t->epochs;
     r->batch = o->batch_size > 0 ? o->batch_size : t->batch_size;
+    if (o->resume && o->batch_size <= 0) { /* the run's global batch, split over the ranks of this start */
+        if (r->ck_batch <= 0 || r->ck_batch % r->ranks)
+            return fail(r, "%s: the run's global batch of %lld does not split over %d ranks; give --batch-size",
+                        o->out, (long long)r->ck_batch, r->ranks);
+        r->batch = r->ck_batch / r->ranks;
+    }
     r->seed = o->seed >= 0 ? o->seed : t->seed;
     r->lr = o->lr >= 0 ? o->lr : t->learning_rate;
     if (r->epochs > OPTVQ_TRAIN_MAX_EPOCHS)
@@ -797,6 +823,8 @@ static int setup(run *r)
     if (model_create_from_config(&r->cfg, (uint64_t)r->seed, &r->model) != OPTVQ_OK ||
         model_trainer_create(r->model, &r->trainer) != OPTVQ_OK)
         return fail(r, "%s: %s", o->config, optvq_last_error());
+    if (r->ranks > 1) /* Sinkhorn over the global batch */
+        quantizer_set_allreduce(optvq_model_quantizer(r->model), o->comm.allreduce, o->comm.ctx);
     const char *spec = o->data ? o->data : t->dataset;
     if (!spec || !spec[0])
         return fail(r, "%s: the config names no training data; give --data", o->config);
@@ -815,13 +843,15 @@ static int setup(run *r)
     }
     /* as the reference's DataLoader(drop_last=True): only full batches, the last partial one of each shuffled
      * epoch is dropped (the held-out evaluation keeps every image) */
-    r->steps_per_epoch = r->train.n / r->batch;
+    /* data parallel: one global batch of batch x ranks images per step */
+    const int64_t global_batch = r->batch * r->ranks;
+    r->steps_per_epoch = r->train.n / global_batch;
     if (r->epochs > 0 && r->steps_per_epoch == 0)
         return fail(r, "%s: %lld training images are fewer than one batch of %lld (the last partial batch of each "
                     "epoch is dropped); lower --batch-size",
-                    spec, (long long)r->train.n, (long long)r->batch);
+                    spec, (long long)r->train.n, (long long)global_batch);
     r->total_steps = r->epochs * r->steps_per_epoch;
-    if (optimizer_init(&r->opt, r->model, r->lr * (double)r->batch, t->mul_learning_rate, t->weight_decay,
+    if (optimizer_init(&r->opt, r->model, r->lr * (double)global_batch, t->mul_learning_rate, t->weight_decay,
                        r->total_steps > 0 ? r->total_steps : 1) != OPTVQ_OK)
         return fail(r, "%s", optvq_last_error());
     r->general = t->use_disc || t->loss_p != 0.0;
@@ -846,17 +876,20 @@ static int setup(run *r)
             return fail(r, "%s: disc_in_channels %lld for %lld-channel images", o->config,
                         (long long)dc.in_channels, (long long)C);
         if (disc_create(&dc, (uint64_t)r->seed ^ 0xD15Cull, &r->disc) != OPTVQ_OK ||
-            optimizer_init_list(&r->dopt, disc_params(r->disc), r->lr * (double)r->batch, t->weight_decay,
+            optimizer_init_list(&r->dopt, disc_params(r->disc), r->lr * (double)global_batch, t->weight_decay,
                                 r->total_steps > 0 ? r->total_steps : 1) != OPTVQ_OK)
             return fail(r, "%s: %s", o->config, optvq_last_error());
     }
+    if (r->disc && r->ranks > 1) /* SyncBatchNorm, as the reference converts it under DDP */
+        disc_set_comm(r->disc, r->comm);
     if (r->general && ae_disc_init(&r->step, r->trainer, r->lpips, r->disc, &r->opt, r->disc ? &r->dopt : NULL, t,
                                    C) != OPTVQ_OK)
         return fail(r, "%s", optvq_last_error());
-    if (optvq_make_dirs(o->out) != 0) /* missing parents too: the rule of every command */
+    r->step.comm = r->comm;
+    if (r->writer && optvq_make_dirs(o->out) != 0) /* missing parents too: the rule of every command */
         return fail(r, "%s: cannot create folder: %s", o->out, strerror(errno));
     /* what is still pending is an earlier start's that stopped before its first checkpoint */
-    if (remove_pending(r))
+    if (r->writer && remove_pending(r))
         return 1;
     if (o->resume) {
         if (load_checkpoint(r))
@@ -871,12 +904,51 @@ static int setup(run *r)
         return 1;
     if (codebook && load_codebook(r, codebook))
         return 1;
+    if (!r->writer) /* rank 0 initialises the codebook; setup() sends its parameters to every rank */
+        return 0;
     if (mkdir(r->pending, 0777) != 0)
         return fail(r, "%s: cannot create folder: %s", r->pending, strerror(errno));
     r->dir = r->pending;
     r->staged = 1;
     /* a given codebook replaces the config's initialisation, as in the reference */
     return codebook ? 0 : init_codebook(r);
+}
+
+/* Every parameter (the model's, the quantizer's, the discriminator's) as rank
+ * 0 has it, as DDP broadcasts the module's state when it wraps it. */
+static int broadcast_parameters(run *r)
+{
+    const optimizer *opts[2] = {&r->opt, &r->dopt};
+    for (int k = 0; k < (r->disc ? 2 : 1); k++)
+        for (int i = 0; i < opts[k]->count; i++)
+            if (comm_broadcast_floats(r->comm, opts[k]->params[i].data, (size_t)opts[k]->params[i].n,
+                                      "the initial parameters") != OPTVQ_OK)
+                return fail(r, "%s", optvq_last_error());
+    return 0;
+}
+
+static int setup(run *r)
+{
+    const optvq_train_options *o = r->o;
+    r->comm = &o->comm;
+    r->ranks = comm_size(r->comm);
+    r->writer = comm_rank(r->comm) == 0;
+    if (r->ranks > 1 && (o->comm.rank < 0 || o->comm.rank >= r->ranks || !o->comm.allreduce))
+        return fail_status(OPTVQ_ERR_INVALID_ARG, "optvq_train_create: comm: rank %d of %d ranks, or no allreduce hook",
+                           o->comm.rank, o->comm.n_ranks);
+    /* the folder is rank 0's: it finishes a staged run before any rank reads the checkpoint */
+    int rc = r->writer ? check_run_folder(r) : 0;
+    if (!rc && !r->writer &&
+        snprintf(r->pending, sizeof r->pending, "%s/.pending", o->out) >= (int)sizeof r->pending)
+        rc = fail(r, "%s: the path is too long", o->out);
+    if (comm_any(r->comm, rc))
+        return rc ? rc : fail(r, "another rank could not start the run (its message says why)");
+    rc = setup_local(r);
+    if (comm_any(r->comm, rc))
+        return rc ? rc : fail(r, "another rank could not start the run (its message says why)");
+    if (r->ranks > 1 && broadcast_parameters(r))
+        return 1;
+    return 0;
 }
 
 void optvq_train_options_default(optvq_train_options *o)
@@ -893,6 +965,7 @@ static void free_run(run *r)
 {
     if (r->mlog)
         fclose(r->mlog);
+    optvq_weights_free(r->ckpt);
     dataset_free(&r->train);
     dataset_free(&r->val);
     ae_disc_free(&r->step);
@@ -945,7 +1018,10 @@ optvq_status optvq_train_create(const optvq_train_options *o, optvq_train **out)
         free_run(r);
         return st != OPTVQ_OK ? st : OPTVQ_ERR_FORMAT;
     }
-    if (!r->finished && !(r->mlog = open_metrics(r, r->opt.step))) {
+    int failed = !r->finished && r->writer && !(r->mlog = open_metrics(r, r->opt.step));
+    if (comm_any(r->comm, failed)) {
+        if (!failed)
+            fail(r, "another rank could not start the run (its message says why)");
         optvq_status st = optvq_last_status();
         free_run(r);
         return st != OPTVQ_OK ? st : OPTVQ_ERR_IO;
@@ -966,7 +1042,7 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "optvq_train_run: the run is NULL");
     if (t->finished)
         return OPTVQ_OK;
-    if (!t->mlog)
+    if (t->failed)
         return optvq_fail(OPTVQ_ERR_STATE, "optvq_train_run: the run has failed before; create it again");
     run *rp = t;
     const optvq_train_options *o = rp->o;
@@ -974,13 +1050,17 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
     int rc = 0;
     float *batch = NULL;
     int64_t *perm = NULL, *tokens = NULL, *hist = NULL;
+    double *step_hist = NULL; /* the step's code counts, summed over the ranks */
+    int64_t *step_counts = NULL;
     const int64_t C = rp->train.c, R = rp->train.r, per = C * R * R, n_e = rp->cfg.quantize.n_e;
     const int64_t f = coder_downsample(&rp->cfg.encoder), tok_per = rp->cfg.quantize.num_head * (R / f) * (R / f);
     batch = malloc((size_t)(rp->batch * per) * sizeof(float));
     perm = malloc((size_t)rp->train.n * sizeof *perm);
     tokens = malloc((size_t)(rp->batch * tok_per) * sizeof *tokens);
     hist = malloc((size_t)n_e * sizeof *hist);
-    if (!batch || !perm || !tokens || !hist) {
+    step_hist = malloc((size_t)n_e * sizeof *step_hist);
+    step_counts = malloc((size_t)n_e * sizeof *step_counts);
+    if (!batch || !perm || !tokens || !hist || !step_hist || !step_counts) {
         rc = fail(rp, "out of memory");
         goto done;
     }
@@ -1006,18 +1086,27 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
         if (first_in_epoch < 0)
             first_in_epoch = 0;
         for (int64_t s = first_in_epoch; s < rp->steps_per_epoch; s++) {
-            const int64_t i0 = s * rp->batch, b = rp->batch; /* every step is a full batch (drop_last) */
-            optvq_rng aug; /* per step, so a resumed epoch draws the same crops */
-            optvq_rng_seed(&aug, (uint64_t)rp->seed ^ ((uint64_t)(epoch + 1) << 32) ^ (uint64_t)s);
-            for (int64_t k = 0; k < b && !rc; k++)
+            /* every step is a full global batch (drop_last); this rank takes its slice of it, so the images of a
+             * step are the same whatever the number of ranks */
+            const int64_t b = rp->batch, i0 = (s * rp->ranks + comm_rank(rp->comm)) * b;
+            for (int64_t k = 0; k < b && !rc; k++) {
+                /* per image of the global batch, so a resumed epoch, and any number of ranks, draw the same crops */
+                optvq_rng aug;
+                optvq_rng_seed(&aug, ((uint64_t)rp->seed ^ ((uint64_t)(epoch + 1) << 32) ^ (uint64_t)s) *
+                                             0x9E3779B97F4A7C15ull +
+                                         (uint64_t)(i0 + k - s * rp->ranks * b));
                 if (dataset_augment(&rp->train, perm[i0 + k], &aug, batch + k * per) != OPTVQ_OK)
                     rc = fail(rp, "%s", optvq_last_error());
+            }
             if (rc)
                 goto done;
             optimizer_zero_grad(&rp->opt);
             model_losses l;
             ae_disc_log gl;
+            memset(&gl, 0, sizeof gl);
             double t0 = optvq_now(), lr, beta1, gnorm;
+            const double comm_s0 = rp->tally.seconds + rp->step.comm_tally.seconds,
+                         comm_b0 = rp->tally.bytes + rp->step.comm_tally.bytes;
             onecycle_at(&rp->opt.schedule, rp->opt.step, &lr, &beta1);
             if (rp->general) {
                 if (ae_disc_step(&rp->step, batch, b, R, R, rp->opt.step, &gl, tokens) != OPTVQ_OK) {
@@ -1034,27 +1123,70 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
                     rc = fail(rp, "step %lld: %s", (long long)rp->opt.step, optvq_last_error());
                     goto done;
                 }
+                optimizer *ae = &rp->opt;
+                if (optimizer_average_grads(&ae, 1, rp->comm, &rp->tally) != OPTVQ_OK) {
+                    rc = fail(rp, "step %lld: %s", (long long)rp->opt.step, optvq_last_error());
+                    goto done;
+                }
                 gnorm = optimizer_step(&rp->opt);
             }
-            optvq_usage u;
-            optvq_usage_compute(tokens, b * tok_per, n_e, &u);
+            /* what the step reports is the global batch's: losses averaged, codes counted over the ranks */
+            memset(step_hist, 0, (size_t)n_e * sizeof *step_hist);
             for (int64_t k = 0; k < b * tok_per; k++)
-                hist[tokens[k]]++;
+                step_hist[tokens[k]] += 1.0;
+            if (rp->ranks > 1) {
+                double logged[11] = {l.total, l.l1, l.l2, l.q, gl.p, gl.g, gl.d, gl.logits_real, gl.logits_fake};
+                const size_t n_logged = rp->general ? 9 : 4;
+                double t_comm = optvq_now();
+                if (comm_mean(rp->comm, logged, n_logged, "the step's losses") != OPTVQ_OK ||
+                    comm_sum(rp->comm, step_hist, (size_t)n_e, "the step's code counts") != OPTVQ_OK) {
+                    rc = fail(rp, "step %lld: %s", (long long)rp->opt.step, optvq_last_error());
+                    goto done;
+                }
+                rp->tally.seconds += optvq_now() - t_comm;
+                rp->tally.bytes += (double)(n_logged + (size_t)n_e) * sizeof(double);
+                l.total = logged[0];
+                l.l1 = logged[1];
+                l.l2 = logged[2];
+                l.q = logged[3];
+                if (rp->general) {
+                    gl.p = logged[4];
+                    gl.g = logged[5];
+                    gl.d = logged[6];
+                    gl.logits_real = logged[7];
+                    gl.logits_fake = logged[8];
+                }
+            }
+            optvq_usage u;
+            for (int64_t k = 0; k < n_e; k++) {
+                step_counts[k] = (int64_t)step_hist[k];
+                hist[k] += step_counts[k];
+            }
+            if (eval_usage_from_histogram(step_counts, n_e, &u) != OPTVQ_OK) {
+                rc = fail(rp, "%s", optvq_last_error());
+                goto done;
+            }
             loss_sum += l.total;
-            fprintf(mlog,
-                    "{\"step\": %lld, \"epoch\": %lld, \"lr\": %.6g, \"beta1\": %.6g, \"loss\": %.6g, \"l1\": %.6g, "
-                    "\"l2\": %.6g, \"q\": %.6g, \"grad_norm\": %.6g, \"codes_used\": %lld, \"perplexity\": %.4g, "
-                    "\"seconds\": %.4f",
-                    (long long)rp->opt.step, (long long)epoch + 1, lr, beta1, l.total, l.l1, l.l2, l.q, gnorm,
-                    (long long)u.codes_used, u.perplexity, optvq_now() - t0);
-            if (rp->general)
-                fprintf(mlog, ", \"p\": %.6g", gl.p);
-            if (rp->disc)
+            if (mlog) { /* rank 0 writes the run's files */
                 fprintf(mlog,
-                        ", \"g\": %.6g, \"g_weight\": %.6g, \"disc_factor\": %g, \"d\": %.6g, "
-                        "\"logits_real\": %.6g, \"logits_fake\": %.6g, \"d_grad_norm\": %.6g",
-                        gl.g, gl.g_weight, gl.factor, gl.d, gl.logits_real, gl.logits_fake, gl.d_grad_norm);
-            fputs("}\n", mlog);
+                        "{\"step\": %lld, \"epoch\": %lld, \"lr\": %.6g, \"beta1\": %.6g, \"loss\": %.6g, \"l1\": %.6g, "
+                        "\"l2\": %.6g, \"q\": %.6g, \"grad_norm\": %.6g, \"codes_used\": %lld, \"perplexity\": %.4g, "
+                        "\"seconds\": %.4f",
+                        (long long)rp->opt.step, (long long)epoch + 1, lr, beta1, l.total, l.l1, l.l2, l.q, gnorm,
+                        (long long)u.codes_used, u.perplexity, optvq_now() - t0);
+                if (rp->general)
+                    fprintf(mlog, ", \"p\": %.6g", gl.p);
+                if (rp->disc)
+                    fprintf(mlog,
+                            ", \"g\": %.6g, \"g_weight\": %.6g, \"disc_factor\": %g, \"d\": %.6g, "
+                            "\"logits_real\": %.6g, \"logits_fake\": %.6g, \"d_grad_norm\": %.6g",
+                            gl.g, gl.g_weight, gl.factor, gl.d, gl.logits_real, gl.logits_fake, gl.d_grad_norm);
+                if (rp->ranks > 1)
+                    fprintf(mlog, ", \"ranks\": %d, \"comm_seconds\": %.4f, \"comm_bytes\": %.0f", rp->ranks,
+                            rp->tally.seconds + rp->step.comm_tally.seconds - comm_s0,
+                            rp->tally.bytes + rp->step.comm_tally.bytes - comm_b0);
+                fputs("}\n", mlog);
+            }
             steps_here++;
             memset(&rep, 0, sizeof rep);
             rep.event = OPTVQ_TRAIN_STEP;
@@ -1082,9 +1214,14 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
             rep.perplexity = u.perplexity;
             rep.val_psnr = rep.val_ssim = rep.val_usage = rep.val_perplexity = NAN;
             rep.run_dir = rp->dir;
+            rep.ranks = rp->ranks;
+            rep.rank = comm_rank(rp->comm);
+            rep.comm_seconds = rp->tally.seconds + rp->step.comm_tally.seconds - comm_s0;
+            rep.comm_bytes = rp->tally.bytes + rp->step.comm_tally.bytes - comm_b0;
             int stop = callback && callback(&rep, user);
             if (stop || (o->stop_after && steps_here >= o->stop_after)) {
-                fflush(mlog);
+                if (mlog)
+                    fflush(mlog);
                 goto done; /* as if killed: no checkpoint */
             }
         }
@@ -1095,16 +1232,26 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
         }
         const int64_t used = epoch_usage.codes_used;
         double psnr = NAN, ssim = NAN, vu = NAN, vp = NAN;
-        if (rp->have_val && (rc = evaluate(rp, epoch, &psnr, &ssim, &vu, &vp)))
-            goto done;
+        if (rp->have_val) {
+            /* held-out batches are independent of each other and of the ranks: no Sinkhorn over the group */
+            optvq_quantizer *quant = optvq_model_quantizer(rp->model);
+            if (rp->ranks > 1)
+                quantizer_set_allreduce(quant, NULL, NULL);
+            rc = evaluate(rp, epoch, &psnr, &ssim, &vu, &vp);
+            if (rp->ranks > 1)
+                quantizer_set_allreduce(quant, o->comm.allreduce, o->comm.ctx);
+            if (rc)
+                goto done;
+        }
         double secs = optvq_now() - t_epoch;
         char jb[4][32];
-        fprintf(mlog,
-                "{\"epoch_end\": %lld, \"step\": %lld, \"train_codes_used\": %lld, \"train_usage\": %.6g, "
-                "\"train_perplexity\": %.6g, \"val_psnr\": %s, \"val_ssim\": %s, \"val_usage\": %s, "
-                "\"val_perplexity\": %s, \"seconds\": %.3f}\n",
-                (long long)epoch + 1, (long long)rp->opt.step, (long long)used, (double)used / (double)n_e, epoch_usage.perplexity,
-                jnum(jb[0], psnr), jnum(jb[1], ssim), jnum(jb[2], vu), jnum(jb[3], vp), secs);
+        if (mlog)
+            fprintf(mlog,
+                    "{\"epoch_end\": %lld, \"step\": %lld, \"train_codes_used\": %lld, \"train_usage\": %.6g, "
+                    "\"train_perplexity\": %.6g, \"val_psnr\": %s, \"val_ssim\": %s, \"val_usage\": %s, "
+                    "\"val_perplexity\": %s, \"seconds\": %.3f}\n",
+                    (long long)epoch + 1, (long long)rp->opt.step, (long long)used, (double)used / (double)n_e, epoch_usage.perplexity,
+                    jnum(jb[0], psnr), jnum(jb[1], ssim), jnum(jb[2], vu), jnum(jb[3], vp), secs);
         memset(&rep, 0, sizeof rep);
         rep.event = OPTVQ_TRAIN_EPOCH;
         rep.epoch = epoch + 1;
@@ -1127,6 +1274,9 @@ optvq_status optvq_train_run(optvq_train *t, optvq_train_callback callback, void
         rep.val_usage = vu;
         rep.val_perplexity = vp;
         rep.run_dir = rp->dir;
+        rep.ranks = rp->ranks;
+        rep.rank = comm_rank(rp->comm);
+        rep.comm_seconds = rep.comm_bytes = NAN;
         int stop = callback && callback(&rep, user);
         if ((rc = end_epoch_files(rp, mlog, epoch + 1)))
             goto done;
@@ -1140,9 +1290,13 @@ done:
     free(perm);
     free(tokens);
     free(hist);
+    free(step_hist);
+    free(step_counts);
     if (rc) { /* a run that failed stays failed: its state may be half a step */
-        fclose(t->mlog);
+        if (t->mlog)
+            fclose(t->mlog);
         t->mlog = NULL;
+        t->failed = 1;
         optvq_status st = optvq_last_status();
         return st != OPTVQ_OK ? st : OPTVQ_ERR_FORMAT;
     }

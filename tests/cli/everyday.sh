@@ -96,7 +96,7 @@ one_line int_images; err_has int_images "i32.npy: an int32 array is not images"
 run uint8_images 0 "$BIN" encode $P --input "$F/u8.npy" --out "$tmp/u8tok.npy"
 err_has uint8_images "uint8 images mapped to \[-1, 1\]"
 run range_warning 0 "$BIN" encode $P --input "$F/wide_range.npy" --out "$tmp/wr.npy"
-err_has range_warning "warning: values span"
+err_has range_warning "warning: $F/wide_range.npy: values span \[-2.9.*\]; images must lie in \[-1, 1\]"
 run rgb_to_grey 0 "$BIN" encode $P --input "$IMG" --out "$tmp/g.npy"
 err_has rgb_to_grey "is colour; turned to grey"
 # quantize: the features are named when their dimension differs; bad settings are usage errors
@@ -110,7 +110,7 @@ run q_out_file 2 "$BIN" quantize --input "$F/feat7.npy" --embedding "$F/codes8.n
 # info takes no run options
 run info_assign 2 "$BIN" info --model "$M" --assign nearest
 # every command's help: one style, with examples and the exit status; 'optvq help CMD' prints it
-for c in encode decode reconstruct info eval metrics train quantize convert toy demo; do
+for c in encode decode reconstruct info eval metrics train quantize convert toy demo serve; do
     "$BIN" "$c" --help >"$tmp/h1" 2>&1 || fail "$c --help exits non-zero"
     "$BIN" help "$c" >"$tmp/h2" 2>&1 || fail "optvq help $c exits non-zero"
     cmp -s "$tmp/h1" "$tmp/h2" || fail "optvq help $c differs from $c --help"
