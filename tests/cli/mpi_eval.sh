@@ -18,7 +18,9 @@ command -v mpirun >/dev/null 2>&1 ||
 # exceed the cores. Under LeakSanitizer, OpenMPI's own allocations are
 # suppressed (tests/mpi/lsan.supp).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-LSAN_OPTIONS="suppressions=$(pwd)/tests/mpi/lsan.supp:print_suppressions=0"
+# OpenMPI's allocations and the CLI's (fontconfig through cairo): one file, as LeakSanitizer reads one
+cat tests/lsan.supp tests/mpi/lsan.supp >"$tmp/lsan.supp"
+LSAN_OPTIONS="suppressions=$tmp/lsan.supp:print_suppressions=0"
 ASAN_OPTIONS="fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export LSAN_OPTIONS ASAN_OPTIONS
 

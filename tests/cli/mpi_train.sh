@@ -3,7 +3,11 @@
 # batch (to float32 summation-order rounding):
 #   - the Fashion-MNIST OptVQ config: 2 ranks x batch 32 vs 1 x batch 64;
 #   - a reduced taming VQGAN with the PatchGAN (SyncBatchNorm, the adaptive
-#     weight): 2 ranks x batch 2 vs 1 x batch 4;
+#     weight): 2 ranks x batch 2 vs 1 x batch 4, 4 steps (the GAN's hinge and
+#     the tiny batch make longer runs chaotic: a kink crossed in one build and
+#     not in another sends them apart, whatever the number of ranks);
+# "Equal" is the relative L2 error over all weights (tests/cli/weights_close.c
+# says why not element by element).
 #   - a run whose rank 1 is killed (SIGKILL) in epoch 2 stops as a whole, and
 #     --resume continues it, over 2 ranks or over 1 (the checkpoint keeps the
 #     global batch), to the weights of the unbroken run;
@@ -29,7 +33,9 @@ cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc tests/cli/weights_close.c "$BUILD/libo
 
 # as root OpenMPI needs these; --oversubscribe: 2 ranks on however many cores
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-LSAN_OPTIONS="suppressions=$(pwd)/tests/mpi/lsan.supp:print_suppressions=0"
+# OpenMPI's allocations and the CLI's (fontconfig through cairo): one file, as LeakSanitizer reads one
+cat tests/lsan.supp tests/mpi/lsan.supp >"$tmp/lsan.supp"
+LSAN_OPTIONS="suppressions=$tmp/lsan.supp:print_suppressions=0"
 ASAN_OPTIONS="fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export LSAN_OPTIONS ASAN_OPTIONS
 MPI="timeout 600 mpirun -np 2 --oversubscribe"
@@ -57,7 +63,7 @@ grep -q '"comm_seconds"' "$tmp/fm2/metrics.jsonl" || fail "no comm_seconds in th
 sed 's/loss_p_weight: 3.0/loss_p_weight: 0.0/' tests/ref/gan_train/config.yaml >"$tmp/gan.yaml"
 mkdir "$tmp/imgs"
 cp tests/ref/image/*.png tests/ref/image/*.jpg "$tmp/imgs/"
-GAN="--config $tmp/gan.yaml --data $tmp/imgs --val-data $tmp/imgs --epochs 2 --threads 1"
+GAN="--config $tmp/gan.yaml --data $tmp/imgs --val-data $tmp/imgs --limit 8 --epochs 2 --threads 1"
 "$BIN" train $GAN --batch-size 4 --out "$tmp/g1" >"$tmp/log" 2>&1 || fail "GAN, 1 process: $(tail -3 "$tmp/log")"
 $MPI "$BIN" train $GAN --batch-size 2 --out "$tmp/g2" >"$tmp/log" 2>&1 || fail "GAN, 2 ranks: $(tail -5 "$tmp/log")"
 close "$tmp/g1/checkpoint.safetensors" "$tmp/g2/checkpoint.safetensors" "taming + PatchGAN, 2 ranks vs 1"
@@ -89,7 +95,7 @@ cmp -s "$tmp/k1/checkpoint.safetensors" "$tmp/k2/checkpoint.safetensors" ||
 echo "killed rank 1, resumed over 2 ranks: the unbroken run's bytes"
 "$BIN" train $KR --out "$tmp/k3" --resume >"$tmp/log" 2>&1 || fail "resume in 1 process: $(tail -5 "$tmp/log")"
 [ "$(grep -c '"lr"' "$tmp/k3/metrics.jsonl")" -eq 48 ] || fail "the resumed run does not hold 48 steps"
-"$tmp/weights_close" "$tmp/k1/model.safetensors" "$tmp/k3/model.safetensors" 1e-3 >"$tmp/close.out" 2>&1 ||
+"$tmp/weights_close" "$tmp/k1/model.safetensors" "$tmp/k3/model.safetensors" 1e-4 >"$tmp/close.out" 2>&1 ||
     fail "killed rank 1, resumed in 1 process: $(cat "$tmp/close.out")"
 echo "killed rank 1, resumed in 1 process: $(cat "$tmp/close.out")"
 
