@@ -5,7 +5,8 @@
 # 3x3 stride-1 convolutions (the default), and PyTorch. Same random weights
 # and input; each process times REPS runs after a warm-up and reports the
 # median; the three are repeated ROUNDS times, interleaved, and the table
-# gives each round, then the min and median over rounds. Prints only.
+# gives each round, then the min and median over rounds (stdout and
+# bench/results/model_conv.md).
 #   bash bench/run_model_conv.sh [ROUNDS] [REPS]   (repository root, after make and make bench)
 #   BUILD=build-x bash bench/run_model_conv.sh     (binaries from another build folder)
 set -euo pipefail
@@ -17,6 +18,8 @@ BENCH=$BUILD/bench/bench_model
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OMP_NUM_THREADS=2
+mkdir -p bench/results
+exec > >(tee bench/results/model_conv.md)
 echo "inputs: f16 h4 VQModel (ch 128, ch_mult 1,1,2,2,4, 2 res blocks, attention at 16, 16384 codes, 4 heads),"
 echo "        1 x 3 x 256 x 256, Sinkhorn assignment, 2 threads; per process the median of $REPS after a warm-up;"
 echo "        $ROUNDS rounds of (direct, winograd, torch)"
