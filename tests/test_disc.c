@@ -6,6 +6,7 @@
 #include "nn/nn.h"
 #include "nn_testutil.h"
 #include "test.h"
+#include "thread_group.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -657,37 +658,14 @@ TEST(disc_reshape)
 /* bits as nn_batchnorm_forward/_backward                                    */
 /* ------------------------------------------------------------------------ */
 
-typedef struct bn_group {
-    pthread_barrier_t barrier;
-    double *slot[2];
-} bn_group;
-
 typedef struct bn_rank {
-    bn_group *group;
-    int rank;
+    thread_member member;
     optvq_comm comm;
     int64_t n, c, hw;
     const float *x, *gy, *g, *b;
     float *y, *mean, *rstd, *rm, *rv, *dx, *dg, *db;
     optvq_status st;
 } bn_rank;
-
-static int bn_group_sum(double *values, size_t count, optvq_reduce_op op, void *ctx)
-{
-    bn_rank *me = ctx;
-    bn_group *gr = me->group;
-    double *copy = malloc((count ? count : 1) * sizeof(double));
-    if (!copy)
-        return 1;
-    memcpy(copy, values, count * sizeof(double));
-    gr->slot[me->rank] = copy;
-    pthread_barrier_wait(&gr->barrier);
-    for (size_t i = 0; i < count; i++)
-        values[i] = op == OPTVQ_REDUCE_MAX ? fmax(gr->slot[0][i], gr->slot[1][i]) : gr->slot[0][i] + gr->slot[1][i];
-    pthread_barrier_wait(&gr->barrier);
-    free(copy);
-    return 0;
-}
 
 static void *bn_rank_main(void *p)
 {
@@ -726,20 +704,20 @@ TEST(batchnorm_sync)
         free(y1); free(m1); free(r1); free(rm1); free(rv1); free(dx1); free(dg1); free(db1);
     }
     /* two ranks, each with half of the images */
-    bn_group gr;
-    memset(&gr, 0, sizeof gr);
-    pthread_barrier_init(&gr.barrier, NULL, 2);
+    thread_group gr;
+    thread_group_init(&gr, 2);
     bn_rank k[2];
     pthread_t th[2];
     for (int r = 0; r < 2; r++) {
-        k[r] = (bn_rank){&gr, r, {r, 2, bn_group_sum, NULL, &k[r]}, n / 2, c, hw, x + r * half, gy + r * half, g, b,
+        k[r] = (bn_rank){{NULL, 0}, {0}, n / 2, c, hw, x + r * half, gy + r * half, g, b,
                          nnt_zeros(half), nnt_zeros(c), nnt_zeros(c), nnt_zeros(c), nnt_zeros(c), nnt_zeros(half),
                          nnt_zeros(c), nnt_zeros(c), OPTVQ_OK};
+        k[r].comm = thread_group_join(&gr, r, &k[r].member);
         CHECK(pthread_create(&th[r], NULL, bn_rank_main, &k[r]) == 0);
     }
     for (int r = 0; r < 2; r++)
         pthread_join(th[r], NULL);
-    pthread_barrier_destroy(&gr.barrier);
+    thread_group_destroy(&gr);
     float *dg_sum = nnt_zeros(c), *db_sum = nnt_zeros(c);
     for (int r = 0; r < 2; r++) {
         CHECK_OK(k[r].st);

@@ -4,6 +4,7 @@
  * the first reconstructions on rank 0 even when its share ends before them;
  * a failure on one rank fails every rank. */
 #include "test.h"
+#include "thread_group.h"
 
 #include "eval/evaluate.h"
 #include "optvq/optvq.h"
@@ -13,20 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_RANKS 4
+#define MAX_RANKS 4 /* <= THREAD_GROUP_MAX */
 #define N_IMAGES 7
 #define SIDE 16
 #define PER (3 * SIDE * SIDE)
 
-typedef struct ev_group {
-    pthread_barrier_t barrier;
-    int n_ranks;
-    double *slot[MAX_RANKS];
-} ev_group;
-
 typedef struct ev_rank {
-    ev_group *group;
-    int rank;
+    thread_member member;
     optvq_comm comm;
     const float *images;
     int use_fill, fail_at; /* fail_at >= 0: the fill callback fails on that image */
@@ -35,27 +29,6 @@ typedef struct ev_rank {
     eval_result res;
     optvq_status st;
 } ev_rank;
-
-static int ev_group_reduce(double *values, size_t count, optvq_reduce_op op, void *ctx)
-{
-    ev_rank *me = ctx;
-    ev_group *gr = me->group;
-    double *copy = malloc((count ? count : 1) * sizeof(double));
-    if (!copy)
-        return 1;
-    memcpy(copy, values, count * sizeof(double));
-    gr->slot[me->rank] = copy;
-    pthread_barrier_wait(&gr->barrier);
-    for (size_t i = 0; i < count; i++) {
-        double v = gr->slot[0][i];
-        for (int r = 1; r < gr->n_ranks; r++)
-            v = op == OPTVQ_REDUCE_MAX ? fmax(v, gr->slot[r][i]) : v + gr->slot[r][i];
-        values[i] = v;
-    }
-    pthread_barrier_wait(&gr->barrier);
-    free(copy);
-    return 0;
-}
 
 static optvq_status ev_fill(void *ctx, int64_t first, int64_t count, float *dst)
 {
@@ -103,17 +76,13 @@ static void *ev_rank_main(void *p)
 /* n_ranks threads; returns 0 when they all ran */
 static int ev_run_group(ev_rank *ranks, int n_ranks, const float *images, int64_t batch, int use_fill, int fail_at)
 {
-    ev_group gr;
-    memset(&gr, 0, sizeof gr);
-    gr.n_ranks = n_ranks;
-    pthread_barrier_init(&gr.barrier, NULL, (unsigned)n_ranks);
+    thread_group gr;
+    thread_group_init(&gr, n_ranks);
     pthread_t th[MAX_RANKS];
     for (int r = 0; r < n_ranks; r++) {
         ev_rank *k = &ranks[r];
         memset(k, 0, sizeof *k);
-        k->group = &gr;
-        k->rank = r;
-        k->comm = (optvq_comm){.rank = r, .n_ranks = n_ranks, .allreduce = ev_group_reduce, .ctx = k};
+        k->comm = thread_group_join(&gr, r, &k->member);
         k->images = images;
         k->use_fill = use_fill;
         k->fail_at = fail_at;
@@ -124,7 +93,7 @@ static int ev_run_group(ev_rank *ranks, int n_ranks, const float *images, int64_
         ok &= pthread_create(&th[r], NULL, ev_rank_main, &ranks[r]) == 0;
     for (int r = 0; r < n_ranks; r++)
         pthread_join(th[r], NULL);
-    pthread_barrier_destroy(&gr.barrier);
+    thread_group_destroy(&gr);
     return ok ? 0 : -1;
 }
 

@@ -399,14 +399,9 @@ optvq_status disc_forward(discriminator *d, const float *x, int64_t batch, int64
         const int64_t hw = d->desc[i].h_out * d->desc[i].w_out;
         if (c->bn) {
             float *rm = d->stats + c->bn_off, *rv = rm + c->cout;
-            if (d->comm)
-                OPTVQ_TRY(nn_batchnorm_forward_sync(d->a[i], d->mean[i], d->rstd[i], rm, rv, d->z[i],
-                                                    pdata(d, c->bn_w), pdata(d, c->bn_b), batch, c->cout, hw,
-                                                    DISC_BN_EPS, DISC_BN_MOMENTUM, d->comm));
-            else
-                OPTVQ_TRY(nn_batchnorm_forward(d->a[i], d->mean[i], d->rstd[i], rm, rv, d->z[i],
-                                               pdata(d, c->bn_w), pdata(d, c->bn_b), batch, c->cout,
-                                               hw, DISC_BN_EPS, DISC_BN_MOMENTUM));
+            OPTVQ_TRY(nn_batchnorm_forward_sync(d->a[i], d->mean[i], d->rstd[i], rm, rv, d->z[i], pdata(d, c->bn_w),
+                                                pdata(d, c->bn_b), batch, c->cout, hw, DISC_BN_EPS,
+                                                DISC_BN_MOMENTUM, d->comm));
             d->tracked[c->bn_slot]++;
         }
         nn_leaky_relu_forward(d->a[i], d->a[i], d->act_n[i], DISC_LEAKY_SLOPE);
@@ -443,14 +438,8 @@ optvq_status disc_backward(discriminator *d, const float *d_logits, float *dx)
         t = cur, cur = oth, oth = t;
         if (c->bn) {
             zero(oth, n);
-            if (d->comm)
-                OPTVQ_TRY(nn_batchnorm_backward_sync(oth, pgrad(d, c->bn_w), pgrad(d, c->bn_b), cur, d->z[i],
-                                                     d->mean[i], d->rstd[i], pdata(d, c->bn_w), d->batch,
-                                                     c->cout, hw, d->comm));
-            else
-                OPTVQ_TRY(nn_batchnorm_backward(oth, pgrad(d, c->bn_w), pgrad(d, c->bn_b), cur, d->z[i],
-                                                d->mean[i], d->rstd[i], pdata(d, c->bn_w), d->batch,
-                                                c->cout, hw));
+            OPTVQ_TRY(nn_batchnorm_backward_sync(oth, pgrad(d, c->bn_w), pgrad(d, c->bn_b), cur, d->z[i], d->mean[i],
+                                                 d->rstd[i], pdata(d, c->bn_w), d->batch, c->cout, hw, d->comm));
             t = cur, cur = oth, oth = t;
         }
         /* cur = d(conv i output) */

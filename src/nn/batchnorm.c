@@ -77,100 +77,15 @@ optvq_status nn_batchnorm_forward(float *y, float *mean, float *rstd, float *run
                                   const float *beta, int64_t n, int64_t c, int64_t hw, float eps,
                                   float momentum)
 {
-    OPTVQ_TRY(check(x, n, c, hw, "batchnorm_forward"));
-    if (!y)
-        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "batchnorm_forward: NULL output");
-    const int64_t count = n * hw;
-#pragma omp parallel for schedule(static) num_threads(optvq_threads()) if (n * c * hw > 16384)
-    for (int64_t ch = 0; ch < c; ch++) {
-        double s = 0;
-        for (int64_t i = 0; i < n; i++)
-            s += sum_f(x + (i * c + ch) * hw, hw);
-        const double m = s / (double)count;
-        double ss = 0;
-        for (int64_t i = 0; i < n; i++)
-            ss += sum_sq_c(x + (i * c + ch) * hw, m, hw);
-        const double var = ss / (double)count;
-        const double r = 1.0 / sqrt(var + (double)eps);
-        if (mean)
-            mean[ch] = (float)m;
-        if (rstd)
-            rstd[ch] = (float)r;
-        update_running(running_mean, running_var, ch, m, var, count, momentum);
-        const double g = gamma ? gamma[ch] : 1.0;
-        const float A = (float)(r * g), B = beta ? beta[ch] : 0.0f;
-        /* (x - mean) with the mean split into two floats: x - m_hi is exact when x is near
-         * the mean, so a large mean against a small spread loses nothing (x*A + const
-         * would cancel catastrophically) */
-        const float m_hi = (float)m, m_lo = (float)(m - (double)m_hi);
-        for (int64_t i = 0; i < n; i++) {
-            const float *xr = x + (i * c + ch) * hw;
-            float *yr = y + (i * c + ch) * hw;
-#pragma omp simd
-            for (int64_t p = 0; p < hw; p++)
-                yr[p] = ((xr[p] - m_hi) - m_lo) * A + B;
-        }
-    }
-    return OPTVQ_OK;
+    return nn_batchnorm_forward_sync(y, mean, rstd, running_mean, running_var, x, gamma, beta, n, c, hw, eps,
+                                     momentum, NULL);
 }
 
 optvq_status nn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                                    const float *x, const float *mean, const float *rstd,
                                    const float *gamma, int64_t n, int64_t c, int64_t hw)
 {
-    OPTVQ_TRY(check(x, n, c, hw, "batchnorm_backward"));
-    if (!dy || !mean || !rstd)
-        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "batchnorm_backward: NULL argument");
-    const int64_t count = n * hw;
-#pragma omp parallel for schedule(static) num_threads(optvq_threads()) if (n * c * hw > 16384)
-    for (int64_t ch = 0; ch < c; ch++) {
-        /* The saved mean is a float; centring on it (x - m_f is exact near the mean) and
-         * recovering the double mean as m_f + sum(x - m_f) / M keeps a large mean against a
-         * small spread accurate. One pass: s1 = sum dy, sc = sum dy (x - m_f),
-         * se = sum (x - m_f). */
-        const float m_hi = mean[ch];
-        const double r = rstd[ch];
-        double s1 = 0, sc = 0, se = 0;
-        for (int64_t i = 0; i < n; i++) {
-            const float *xr = x + (i * c + ch) * hw, *dr = dy + (i * c + ch) * hw;
-            double a = 0, b = 0, e = 0;
-#pragma omp simd reduction(+ : a, b, e)
-            for (int64_t p = 0; p < hw; p++) {
-                const double xc = xr[p] - m_hi;
-                a += dr[p];
-                b += (double)dr[p] * xc;
-                e += xc;
-            }
-            s1 += a;
-            sc += b;
-            se += e;
-        }
-        const double dm = se / (double)count; /* mean - m_f */
-        const double s2 = sc - dm * s1;        /* sum dy (x - mean) */
-        const double sxh = s2 * r;             /* sum dy xhat       */
-        if (dgamma)
-            dgamma[ch] += (float)sxh;
-        if (dbeta)
-            dbeta[ch] += (float)s1;
-        if (!dx)
-            continue;
-        const double g = gamma ? gamma[ch] : 1.0;
-        const double m1 = s1 / (double)count, m2 = sxh / (double)count;
-        /* dx += g r (dy - m1 - (x - mean) r m2) = A dy + B (x - mean) + C, the mean
-         * split as in forward */
-        const float A = (float)(g * r);
-        const float B = (float)(-g * r * r * m2);
-        const float C = (float)(-g * r * m1);
-        const float m_lo = (float)dm;
-        for (int64_t i = 0; i < n; i++) {
-            const float *xr = x + (i * c + ch) * hw, *dr = dy + (i * c + ch) * hw;
-            float *o = dx + (i * c + ch) * hw;
-#pragma omp simd
-            for (int64_t p = 0; p < hw; p++)
-                o[p] += A * dr[p] + B * ((xr[p] - m_hi) - m_lo) + C;
-        }
-    }
-    return OPTVQ_OK;
+    return nn_batchnorm_backward_sync(dx, dgamma, dbeta, dy, x, mean, rstd, gamma, n, c, hw, NULL);
 }
 
 /* ---- SyncBatchNorm: the statistics of the whole global batch ----
@@ -179,8 +94,8 @@ optvq_status nn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const
  * are summed over the ranks, so mean and variance are those of the
  * concatenated batch (count n * hw * ranks); backward sums dy and dy (x - mean)
  * over the ranks for dx, while dgamma and dbeta stay this rank's sums (the
- * data-parallel gradient average divides by the ranks). One process: the same
- * numbers as nn_batchnorm_forward / _backward. */
+ * data-parallel gradient average divides by the ranks). With no group (NULL)
+ * they are plain BatchNorm: nn_batchnorm_forward / _backward call them so. */
 
 optvq_status nn_batchnorm_forward_sync(float *y, float *mean, float *rstd, float *running_mean, float *running_var,
                                        const float *x, const float *gamma, const float *beta, int64_t n, int64_t c,
