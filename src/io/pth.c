@@ -172,7 +172,8 @@ static optvq_status zip_open(zip *z)
         }
         pos += 46 + nlen + elen + clen;
     }
-    qsort(z->e, (size_t)z->n, sizeof *z->e, cmp_zentry);
+    if (z->n > 1)
+        qsort(z->e, (size_t)z->n, sizeof *z->e, cmp_zentry);
     for (int64_t i = 1; i < z->n; i++)
         if (!cmp_zentry(&z->e[i - 1], &z->e[i]))
             return optvq_fail(OPTVQ_ERR_FORMAT, "%s: corrupt zip archive (entry '%.*s' appears twice)", path,
@@ -1051,7 +1052,8 @@ static optvq_status legacy_read_data(pk_vm *vm, const unsigned char *m, size_t s
     int64_t *where = malloc(sizeof *where * (size_t)(z->n ? z->n : 1));
     if (!where)
         return optvq_fail(OPTVQ_ERR_NOMEM, "%s: out of memory", path);
-    qsort(z->e, (size_t)z->n, sizeof *z->e, cmp_storage_ref);
+    if (z->n > 1) /* no references: z->e may be NULL, which qsort must not see */
+        qsort(z->e, (size_t)z->n, sizeof *z->e, cmp_storage_ref);
     for (int64_t i = 0; i < z->n; i++)
         where[z->e[i].local_off] = i;
     for (int32_t i = 0; i < vm->n_obj; i++)
@@ -1073,7 +1075,7 @@ static optvq_status legacy_read_data(pk_vm *vm, const unsigned char *m, size_t s
         memset(&probe, 0, sizeof probe);
         probe.name = ko->s;
         probe.name_len = ko->slen;
-        zentry *e = bsearch(&probe, z->e, (size_t)z->n, sizeof *z->e, cmp_zentry);
+        zentry *e = z->n > 0 ? bsearch(&probe, z->e, (size_t)z->n, sizeof *z->e, cmp_zentry) : NULL;
         if (!e)
             return optvq_fail(OPTVQ_ERR_FORMAT, "%s: legacy torch.save file: storage '%.*s' is listed but never used",
                               path, kn, ko->s);
