@@ -88,8 +88,10 @@ $(BUILD)/optvq: $(CLI_OBJ) $(BUILD)/liboptvq.a
 $(BUILD)/optvq.pc: optvq.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS_PRIVATE@|$(LIB_LIBS)|g' $< > $@
 
-$(BUILD)/run_tests: $(TEST_OBJ) $(BUILD)/liboptvq.a
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/liboptvq.a $(LIB_LIBS)
+# the serve request parsers are CLI code; the fuzz replay tests link them too
+TEST_CLI_OBJ := $(BUILD)/obj/src/serve/multipart.o
+$(BUILD)/run_tests: $(TEST_OBJ) $(TEST_CLI_OBJ) $(BUILD)/liboptvq.a
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(TEST_CLI_OBJ) $(BUILD)/liboptvq.a $(LIB_LIBS)
 
 # The quantizer over MPI ranks (tests/cli/mpi_quant.sh runs it under mpirun).
 MPI_SRC := $(wildcard src/mpi/*.c)

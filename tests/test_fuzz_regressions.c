@@ -10,6 +10,7 @@
 #include "../fuzz/fuzz_config.c"
 #include "../fuzz/fuzz_idx.c"
 #include "../fuzz/fuzz_jpeg.c"
+#include "../fuzz/fuzz_multipart.c"
 #include "../fuzz/fuzz_npy.c"
 #include "../fuzz/fuzz_png.c"
 #include "../fuzz/fuzz_pth.c"
@@ -86,6 +87,7 @@ TEST(fuzz_config_corpus_and_regressions) { run_target("config", fuzz_config); }
 TEST(fuzz_idx_corpus_and_regressions) { run_target("idx", fuzz_idx); }
 TEST(fuzz_png_corpus_and_regressions) { run_target("png", fuzz_png); }
 TEST(fuzz_jpeg_corpus_and_regressions) { run_target("jpeg", fuzz_jpeg); }
+TEST(fuzz_multipart_corpus_and_regressions) { run_target("multipart", fuzz_multipart); }
 
 /* The pickle subset executes nothing: every fuzz/regressions/pth/evil-*.pth
  * (a global outside the allowlist, INST/OBJ/NEWOBJ/EXT opcodes, REDUCE of a

@@ -261,14 +261,18 @@ TEST(quant_deterministic_across_thread_counts)
 
 TEST(quant_streamed_and_log_domain_match_materialized)
 {
-    /* a few thousand vectors so that many blocks and chunks are exercised */
-    for (int mode = 0; mode < 3; mode++) {
+    /* a few thousand vectors so that many blocks and chunks are exercised;
+     * the three normalisations at 5 iterations, then 0, 1 and 2 iterations
+     * (the materialized path treats the first and the last one apart) */
+    for (int variant = 0; variant < 6; variant++) {
+        const int mode = variant < 3 ? variant : 0, n_iters = variant < 3 ? 5 : variant - 3;
         optvq_quantizer_config cfg;
         optvq_quantizer_config_default(&cfg);
         cfg.n_e = 1000;
         cfg.e_dim = 8;
         cfg.num_head = 4;
         cfg.normalize = (optvq_normalize)mode;
+        cfg.n_iters = n_iters;
         const int64_t B = 8, H = 16, W = 16, N = B * H * W * 4;
         run_out m = run_once(cfg, 2, B, H, W);
         cfg.workspace_bytes = 1;
@@ -283,11 +287,12 @@ TEST(quant_streamed_and_log_domain_match_materialized)
             dl += m.ind[i] != l.ind[i];
             dlm += l.ind[i] != lm.ind[i];
         }
-        printf("    normalize %d: %lld vectors, streamed differs at %lld, log-domain at %lld, log streamed vs "
-               "materialized at %lld\n",
-               mode, (long long)N, (long long)ds, (long long)dl, (long long)dlm);
+        printf("    normalize %d, %d iterations: %lld vectors, streamed differs at %lld, log-domain at %lld, log "
+               "streamed vs materialized at %lld\n",
+               mode, n_iters, (long long)N, (long long)ds, (long long)dl, (long long)dlm);
         /* different float rounding may flip exact near-ties only */
-        CHECK_MSG(ds <= N / 2000 && dl <= N / 2000, "normalize %d: too many index differences", mode);
+        CHECK_MSG(ds <= N / 2000 && dl <= N / 2000, "normalize %d, %d iterations: too many index differences", mode,
+                  n_iters);
         CHECK_MSG(dlm == 0, "log-domain result depends on the path");
         run_free(&m);
         run_free(&s);

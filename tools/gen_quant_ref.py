@@ -128,6 +128,8 @@ class QuantizerRef(nn.Module):
         self.code_dim = d
         self.embedding = nn.Embedding(cfg["n_e"], d)
         self.proj = nn.Linear(d, d) if cfg["use_proj"] else None
+        if self.proj is not None:  # the reference's override of nn.Linear's default
+            torch.nn.init.normal_(self.proj.weight, std=d ** -0.5)
 
     def codebook(self):
         w = self.embedding.weight
