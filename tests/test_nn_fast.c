@@ -254,3 +254,50 @@ TEST(nn_workspace_and_params)
     }
     nn_params_free(&p);
 }
+
+/* This process's anonymous resident memory in KiB (/proc/self/status), -1 when unknown. */
+static long rss_anon_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "RssAnon:", 8))
+            v = atol(line + 8);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* The gradient block takes memory only once written: finalizing a 16 MiB
+ * registry makes 16 MiB resident (the zeroed values), not 32; gradients read
+ * zero, take writes, and a frozen registry drops them (aliases keep theirs). */
+TEST(nn_params_gradients_on_demand)
+{
+    nn_params p;
+    nn_params_init(&p);
+    const int64_t big[2] = {2048, 2048}, one[1] = {1};
+    float alias_data = 1, alias_grad = 2;
+    CHECK_OK(nn_params_add(&p, "big", 2, big, NULL));
+    CHECK_OK(nn_params_add_alias(&p, "alias", 1, one, NN_ROLE_UNDECLARED, 0, &alias_data, &alias_grad, NULL));
+    const long before = rss_anon_kib();
+    CHECK_OK(nn_params_finalize(&p));
+    const long after = rss_anon_kib();
+    if (before >= 0 && after >= 0)
+        CHECK_MSG(after - before >= 15 * 1024 && after - before < 20 * 1024,
+                  "finalize made %ld KiB resident (values 16384 KiB, gradients none)", after - before);
+    nn_param *q = nn_params_find(&p, "big");
+    CHECK(q && q->grad == p.grad && ((uintptr_t)q->grad % 64) == 0);
+    if (q) {
+        CHECK(q->grad[0] == 0.0f && q->grad[q->numel / 2] == 0.0f && q->grad[q->numel - 1] == 0.0f);
+        q->grad[12345] = 3.0f;
+        CHECK(q->grad[12345] == 3.0f);
+        nn_params_zero_grad(&p);
+        CHECK(q->grad[12345] == 0.0f);
+    }
+    nn_params_drop_grad(&p);
+    CHECK(p.grad == NULL && q && q->grad == NULL);
+    nn_param *a = nn_params_find(&p, "alias");
+    CHECK(a && a->grad == &alias_grad);
+    nn_params_free(&p); /* after drop_grad: nothing freed twice */
+}

@@ -418,6 +418,80 @@ TEST(weights_strict_load_reference_files)
     optvq_weights_free(w);
 }
 
+/* This process's resident KiB in the mapping that holds p (/proc/self/smaps);
+ * -1 when that cannot be read. */
+static long resident_kib_at(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[512];
+    int inside = 0;
+    long kib = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+            inside = lo <= (uintptr_t)p && (uintptr_t)p < hi;
+        } else if (inside && !strncmp(line, "Rss:", 4)) {
+            kib = atol(line + 4);
+            break;
+        }
+    }
+    fclose(f);
+    return kib;
+}
+
+/* Strict loading from a mapped safetensors file gives back the pages of each
+ * tensor once copied (so a model's load does not hold the file and the model
+ * at once), and the store still reads the same bits afterwards. */
+TEST(weights_strict_load_releases_the_file_pages)
+{
+    const int64_t n = (int64_t)1 << 20; /* 4 MiB */
+    float *big = malloc((size_t)n * sizeof(float)), *d1 = malloc((size_t)n * sizeof(float));
+    float *d2 = malloc((size_t)n * sizeof(float)), small[3] = {1.5f, -2, 7}, s1[3], s2[3];
+    CHECK(big && d1 && d2);
+    if (!big || !d1 || !d2)
+        goto done;
+    for (int64_t i = 0; i < n; i++)
+        big[i] = (float)(i % 1000) * 0.25f - 3;
+    optvq_weights *src = NULL, *w = NULL;
+    CHECK_OK(optvq_weights_create(&src));
+    CHECK_OK(optvq_weights_add(src, "model.big", 2, (int64_t[]){1024, 1024}, big));
+    CHECK_OK(optvq_weights_add(src, "model.small", 1, (int64_t[]){3}, small));
+    const char *path = tmp_path("release.safetensors");
+    CHECK_OK(optvq_weights_save_safetensors(src, path));
+    optvq_weights_free(src);
+    CHECK_OK(optvq_weights_load(path, &w));
+    const optvq_tensor *t = w ? optvq_weights_find(w, "model.big") : NULL;
+    CHECK(t != NULL);
+    if (!t)
+        goto done_w;
+    double sum = 0; /* reads every page of the tensor */
+    for (int64_t i = 0; i < n; i++)
+        sum += t->data[i];
+    CHECK(sum != 0);
+    const long before = resident_kib_at(t->data);
+    optvq_expected_tensor exp[2] = {{"big", 2, {1024, 1024}, d1}, {"small", 1, {3}, s1}};
+    CHECK_OK(optvq_weights_load_into(w, exp, 2, "release.safetensors"));
+    const long after = resident_kib_at(t->data);
+    if (before >= 0) /* the tensor is read in place from the mapping, then released */
+        CHECK_MSG(before >= 4096 && after >= 0 && after <= 8, "mapping resident: %ld KiB before, %ld KiB after",
+                  before, after);
+    CHECK(!memcmp(d1, big, (size_t)n * sizeof(float)) && !memcmp(s1, small, sizeof small));
+    /* released pages read back the same (from the file) */
+    exp[0].dest = d2;
+    exp[1].dest = s2;
+    CHECK_OK(optvq_weights_load_into(w, exp, 2, "release.safetensors"));
+    CHECK(!memcmp(d2, big, (size_t)n * sizeof(float)) && !memcmp(s2, small, sizeof small));
+    CHECK(!memcmp(t->data, big, (size_t)n * sizeof(float)));
+done_w:
+    optvq_weights_free(w);
+done:
+    free(big);
+    free(d1);
+    free(d2);
+}
+
 /* ---- hostile safetensors ------------------------------------------------------ */
 
 TEST(weights_bad_safetensors)

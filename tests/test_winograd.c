@@ -191,3 +191,69 @@ TEST(winograd_cache_and_switch)
     nn_workspace_free(&ws);
     free(x); free(w); free(b); free(yd); free(yw); free(yi);
 }
+
+/* nn_conv2d_workspace_infer: a workspace of exactly that many floats runs
+ * the inference forward with the switch on and off, at 1..3 threads, on each
+ * conv2d path (Winograd, shifted-view GEMMs whose output tiles start inside
+ * a row, im2col, the small-channel direct kernels, pointwise), and gives the
+ * bits of the same path run with the full training workspace. */
+TEST(conv_infer_workspace_is_enough)
+{
+    optvq_rng rng;
+    optvq_rng_seed(&rng, 1604);
+    /* n, cin, h, w, cout, k, stride, pad */
+    const int64_t cases[][8] = {
+        {1, 80, 40, 36, 72, 3, 1, 1}, /* Winograd when on */
+        {2, 40, 48, 45, 36, 3, 1, 1}, /* shifted-view GEMMs */
+        {1, 65, 33, 35, 66, 3, 1, 1}, /* Winograd when on, else im2col */
+        {1, 64, 40, 36, 48, 3, 2, 1}, /* stride 2: im2col */
+        {2, 16, 20, 18, 8, 3, 1, 1},  /* direct kernels */
+        {1, 24, 9, 11, 40, 1, 1, 0},  /* pointwise */
+    };
+    const int was = nn_conv_winograd_enabled();
+    nn_winograd_cache *cache = nn_winograd_cache_create(0);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t *m = cases[c];
+        nn_conv2d_desc d;
+        CHECK_OK(nn_conv2d_init(&d, m[0], m[1], m[2], m[3], m[4], m[5], m[5], m[6], m[7], m[7], m[7], m[7]));
+        const int64_t nx = d.n * d.c_in * d.h_in * d.w_in, nw = d.c_out * d.c_in * d.kh * d.kw;
+        const int64_t ny = d.n * d.c_out * d.h_out * d.w_out;
+        float *x = malloc((size_t)nx * sizeof(float)), *w = malloc((size_t)nw * sizeof(float));
+        float *b = malloc((size_t)d.c_out * sizeof(float)), *y1 = nnt_zeros(ny), *y2 = nnt_zeros(ny);
+        fill(x, nx, w, nw, b, d.c_out, d.c_in, 1, &rng);
+        for (int on = 0; on <= 1; on++)
+            for (int t = 1; t <= 3; t++) {
+                optvq_set_num_threads(t);
+                nn_conv_winograd_set_enabled(on);
+                const size_t need = nn_conv2d_workspace_infer(&d);
+                CHECK(need <= nn_conv2d_workspace(&d));
+                nn_workspace exact = {0}, full = {0};
+                CHECK_OK(nn_workspace_reserve(&exact, need));
+                CHECK_OK(nn_workspace_reserve(&full, nn_conv2d_workspace(&d)));
+                CHECK_OK(nn_conv2d_forward_infer(y1, x, w, b, &d, &exact, cache));
+                if (on && nn_conv_winograd_pays(&d))
+                    CHECK_OK(nn_conv_winograd_forward(y2, x, w, b, &d, &full, cache));
+                else
+                    CHECK_OK(nn_conv2d_forward(y2, x, w, b, &d, &full));
+                CHECK_MSG(!memcmp(y1, y2, (size_t)ny * sizeof(float)), "case %zu, switch %d, %d threads: differs",
+                          c, on, t);
+                nn_workspace_free(&exact);
+                nn_workspace_free(&full);
+            }
+        free(x); free(w); free(b); free(y1); free(y2);
+    }
+    /* the model's widest layer, 128 channels at 256 x 256, without Winograd:
+     * the forward needs the padded input and small output tiles, far less
+     * than the training workspace (which also holds a padded copy of dy) */
+    nn_conv2d_desc big;
+    CHECK_OK(nn_conv2d_init(&big, 1, 128, 256, 256, 128, 3, 3, 1, 1, 1, 1, 1));
+    optvq_set_num_threads(2);
+    nn_conv_winograd_set_enabled(0);
+    const double padded_in = 128.0 * 258 * 258, infer = (double)nn_conv2d_workspace_infer(&big);
+    CHECK_MSG(infer < 1.1 * padded_in && infer < 0.6 * (double)nn_conv2d_workspace(&big),
+              "forward workspace %.0f floats vs padded input %.0f, training %zu", infer, padded_in,
+              nn_conv2d_workspace(&big));
+    optvq_set_num_threads(0);
+    nn_conv_winograd_set_enabled(was);
+    nn_winograd_cache_free(cache);
+}

@@ -241,8 +241,7 @@ optvq_status fid_inception_create(fid_inception **out)
         return st;
     }
     n->beta = n->alpha + channels;
-    free(n->params.grad); /* frozen */
-    n->params.grad = NULL;
+    nn_params_drop_grad(&n->params); /* frozen */
     for (int i = 0; i < n->params.count; i++)
         n->params.items[i].grad = NULL;
     for (int i = 0; i < n->n_units; i++) {

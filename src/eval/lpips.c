@@ -137,8 +137,7 @@ optvq_status lpips_create(lpips_net **out)
     }
     /* Frozen network: give the gradient block back at once (14.7M floats);
      * nn_params_free and nn_params_zero_grad accept grad == NULL. */
-    free(l->params.grad);
-    l->params.grad = NULL;
+    nn_params_drop_grad(&l->params);
     for (int i = 0; i < l->params.count; i++)
         l->params.items[i].grad = NULL;
     *out = l;

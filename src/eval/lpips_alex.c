@@ -95,8 +95,7 @@ optvq_status lpips_alex_create(lpips_alex **out)
         lpips_alex_free(l);
         return st;
     }
-    free(l->params.grad); /* frozen */
-    l->params.grad = NULL;
+    nn_params_drop_grad(&l->params); /* frozen */
     for (int i = 0; i < l->params.count; i++)
         l->params.items[i].grad = NULL;
     *out = l;

@@ -491,6 +491,24 @@ static void rep_shape(report *r, int ndim, const int64_t *shape)
 
 #define SHOW 3 /* names shown per kind of problem */
 
+/* Drops this process's pages of the store's mapping under one tensor once it
+ * is read. The mapping is private and read-only, so nothing is lost: a later
+ * read faults them in again from the page cache. Meanwhile they do not count
+ * in the resident memory, so a load holds about one tensor of the file at a
+ * time beside the model's copy, not the whole file. Converted (owned)
+ * tensors are not in the mapping and stay as they are. */
+static void release_pages(const optvq_weights *w, const optvq_tensor *t)
+{
+    const uintptr_t begin = (uintptr_t)t->data, end = begin + (uintptr_t)t->numel * sizeof(float);
+    const uintptr_t map = (uintptr_t)w->map, page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (!w->map || !t->numel || begin < map || end > map + w->map_size || !page)
+        return;
+    /* whole pages around the tensor (the map starts on a page boundary);
+     * a neighbour's share of a boundary page is simply read again */
+    const uintptr_t lo = begin & ~(page - 1), hi = (end + page - 1) & ~(page - 1);
+    madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 optvq_status optvq_weights_load_into(const optvq_weights *w, const optvq_expected_tensor *expected, int64_t n,
                                      const char *where)
 {
@@ -650,11 +668,13 @@ optvq_status optvq_weights_load_into(const optvq_weights *w, const optvq_expecte
                                 isnan(t->data[k]) ? "NaN" : "Inf", (long long)k);
                 goto done;
             }
+        release_pages(w, t);
     }
     for (int64_t i = 0; i < n; i++) {
         const optvq_tensor *t = &w->items[tab[match[i]].index].t;
         if (t->numel)
             memcpy(expected[i].dest, t->data, (size_t)t->numel * sizeof(float));
+        release_pages(w, t);
     }
 done:
     free(tab);

@@ -179,12 +179,13 @@ optvq_status block_plan(const block *b, block_shape s, block_shape *out, block_n
     case BLOCK_CONV:
         OPTVQ_TRY(block_conv_desc(&d, b, s));
         need->ws = nn_conv2d_workspace(&d);
+        need->ws_infer = nn_conv2d_workspace_infer(&d);
         o = (block_shape){s.b, b->cout, d.h_out, d.w_out};
         break;
     case BLOCK_CONVT: {
         nn_convt2d_desc dt;
         OPTVQ_TRY(block_convt_desc(&dt, b, s));
-        need->ws = nn_convt2d_workspace(&dt);
+        need->ws = need->ws_infer = nn_convt2d_workspace(&dt);
         o = (block_shape){s.b, b->cout, dt.h_out, dt.w_out};
         break;
     }
@@ -196,22 +197,25 @@ optvq_status block_plan(const block *b, block_shape s, block_shape *out, block_n
         o.c = b->cout;
         OPTVQ_TRY(same_desc(&d, s, b->cout, 3)); /* conv1 */
         need->ws = nn_conv2d_workspace(&d);
+        need->ws_infer = nn_conv2d_workspace_infer(&d);
         OPTVQ_TRY(same_desc(&d, o, b->cout, 3)); /* conv2 */
         need->ws = max_sz(need->ws, nn_conv2d_workspace(&d));
+        need->ws_infer = max_sz(need->ws_infer, nn_conv2d_workspace_infer(&d));
         if (b->cin != b->cout) {
             OPTVQ_TRY(same_desc(&d, s, b->cout, 1)); /* nin_shortcut */
             need->ws = max_sz(need->ws, nn_conv2d_workspace(&d));
+            need->ws_infer = max_sz(need->ws_infer, nn_conv2d_workspace_infer(&d));
         }
         need->saved = numel(o);
         need->scratch = max_sz(numel(s), numel(o));
-        need->scratch_infer = 2;
+        need->scratch_infer = 1;
         need->scratch_train = 3;
         break;
     }
     case BLOCK_ATTN: {
         OPTVQ_TRY(check_groups(b, s.c));
         nn_attn_desc a = attn_desc(s);
-        need->ws = nn_attn_workspace(&a);
+        need->ws = need->ws_infer = nn_attn_workspace(&a);
         need->saved = nn_attn_saved(&a);
         break;
     }
@@ -219,6 +223,7 @@ optvq_status block_plan(const block *b, block_shape s, block_shape *out, block_n
         block_shape u = {s.b, s.c, 2 * s.h, 2 * s.w};
         OPTVQ_TRY(same_desc(&d, u, b->cout, 3));
         need->ws = nn_conv2d_workspace(&d);
+        need->ws_infer = nn_conv2d_workspace_infer(&d);
         o = (block_shape){s.b, b->cout, d.h_out, d.w_out};
         need->scratch = numel(u);
         need->scratch_infer = 1;
@@ -268,19 +273,21 @@ static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
 /* ResnetBlock: S = swish(norm1(x)); h1 = conv1(S); S = swish(norm2(h1));
  * y = conv2(S) + (nin_shortcut(x) or x). h1 goes to `saved` in training and
- * to scratch[1] in inference, where the shortcut reuses it once h1 is dead. */
+ * to y in inference, which conv2 overwrites once h1 is dead; the shortcut
+ * reuses S once conv2 has read it. One scratch buffer, so inference holds
+ * three activations at a time (x, y, S). */
 static optvq_status resblock_forward(const block *b, float *y, const float *x, block_shape s, float *saved,
                                      float *const *scratch, nn_workspace *ws, nn_winograd_cache *wino)
 {
     block_shape so = {s.b, b->cout, s.h, s.w};
-    float *S = scratch[0], *N = scratch[1], *h1 = saved ? saved : scratch[1];
+    float *S = scratch[0], *h1 = saved ? saved : y;
     OPTVQ_TRY(norm_swish(S, x, &b->norm1, s));
     OPTVQ_TRY(conv_same(h1, S, &b->conv1, s, b->cout, 3, ws, wino));
     OPTVQ_TRY(norm_swish(S, h1, &b->norm2, so));
     OPTVQ_TRY(conv_same(y, S, &b->conv2, so, b->cout, 3, ws, wino));
     if (b->nin.w) {
-        OPTVQ_TRY(conv_same(N, x, &b->nin, s, b->cout, 1, ws, wino));
-        nn_add_forward(y, y, N, (int64_t)numel(so));
+        OPTVQ_TRY(conv_same(S, x, &b->nin, s, b->cout, 1, ws, wino));
+        nn_add_forward(y, y, S, (int64_t)numel(so));
     } else {
         nn_add_forward(y, y, x, (int64_t)numel(so));
     }

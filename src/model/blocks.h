@@ -13,7 +13,8 @@
  *            NULL in inference, where the block keeps nothing
  *   scratch  up to BLOCK_MAX_SCRATCH buffers of one common size, reused by
  *            every block; inference needs fewer than training
- *   ws       the nn workspace of the kernels */
+ *   ws       the nn workspace of the kernels (ws_infer: of an inference
+ *            forward alone, which needs less) */
 #ifndef OPTVQ_MODEL_BLOCKS_H
 #define OPTVQ_MODEL_BLOCKS_H
 #include "nn/nn.h"
@@ -60,6 +61,8 @@ typedef struct block_shape {
 /* What a block needs for one input shape (floats). */
 typedef struct block_need {
     size_t ws;            /* nn workspace                                */
+    size_t ws_infer;      /* nn workspace of an inference forward given a
+                             Winograd cache (only the paths it takes)    */
     size_t saved;         /* training: kept from forward for backward    */
     size_t scratch;       /* per scratch buffer                          */
     int scratch_infer;    /* scratch buffers for an inference forward    */

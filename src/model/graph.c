@@ -305,6 +305,8 @@ optvq_status graph_plan(graph_run *r, block_shape in, graph_need *need)
         block_need bn;
         OPTVQ_TRY(block_plan(&g->blocks[i], r->dims[i], &r->dims[i + 1], &bn));
         need->ws = max_sz(need->ws, bn.ws);
+        /* without a Winograd cache the inference forward takes conv2d's paths */
+        need->ws_infer = max_sz(need->ws_infer, r->wino ? bn.ws_infer : bn.ws);
         need->scratch = max_sz(need->scratch, bn.scratch);
         need->scratch_infer = bn.scratch_infer > need->scratch_infer ? bn.scratch_infer : need->scratch_infer;
         need->scratch_train = bn.scratch_train > need->scratch_train ? bn.scratch_train : need->scratch_train;

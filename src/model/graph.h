@@ -32,6 +32,7 @@ void graph_free(graph *g);
 /* What running a graph needs, summed or maxed over its blocks (floats). */
 typedef struct graph_need {
     size_t ws;          /* nn workspace                                        */
+    size_t ws_infer;    /* nn workspace of an inference run (its own paths)    */
     size_t act_max;     /* the largest activation, input and output included   */
     size_t scratch;     /* per scratch buffer                                  */
     int scratch_infer;  /* scratch buffers for inference                       */

@@ -81,7 +81,7 @@ static optvq_status prepare(optvq_model *m, int64_t n, int64_t c, int64_t h, int
         }
         m->z_floats = zf;
     }
-    return nn_workspace_reserve(&m->ws, need.ws);
+    return nn_workspace_reserve(&m->ws, need.ws_infer);
 }
 
 /* images -> the quantizer input, into out (NULL: a ping-pong buffer); after prepare. */

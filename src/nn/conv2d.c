@@ -106,11 +106,32 @@ static size_t own_workspace(const nn_conv2d_desc *d)
     return fwd > bwd ? fwd : bwd;
 }
 
+/* What nn_conv2d_forward alone uses (own_workspace covers the backward too). */
+static size_t fwd_workspace(const nn_conv2d_desc *d)
+{
+    if (is_pointwise(d))
+        return 0;
+    int nt = optvq_threads();
+    if (nn_conv_direct_ok(d))
+        return nn_conv_direct_workspace(d, nt);
+    if (nn_conv_tapgemm_ok(d))
+        return nn_conv_tapgemm_forward_workspace(d);
+    return (size_t)nt * (size_t)(d->c_in * d->kh * d->kw * fwd_tile(d, nt, NULL));
+}
+
 size_t nn_conv2d_workspace(const nn_conv2d_desc *d)
 {
     /* the inference forward (nn_conv2d_forward_infer) may take the Winograd path */
     size_t own = own_workspace(d), wino = nn_conv_winograd_pays(d) ? nn_conv_winograd_workspace(d) : 0;
     return own > wino ? own : wino;
+}
+
+size_t nn_conv2d_workspace_infer(const nn_conv2d_desc *d)
+{
+    /* the path nn_conv2d_forward_infer takes given a cache: one or the other */
+    if (nn_conv_winograd_pays(d) && nn_conv_winograd_enabled())
+        return nn_conv_winograd_workspace(d);
+    return fwd_workspace(d);
 }
 
 /* y[:, p0:p0+cols] = bias (or 0), row stride P. */
@@ -128,7 +149,7 @@ optvq_status nn_conv2d_forward(float *y, const float *x, const float *w, const f
 {
     if (!y || !x || !w || !d)
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "conv2d_forward: NULL argument");
-    OPTVQ_TRY(nn_workspace_check(ws, nn_conv2d_workspace(d), "conv2d_forward"));
+    OPTVQ_TRY(nn_workspace_check(ws, fwd_workspace(d), "conv2d_forward"));
     nn_init_threads();
     const int64_t N = d->n, Cin = d->c_in, Cout = d->c_out, P = d->h_out * d->w_out;
     const int64_t K = Cin * d->kh * d->kw, HWin = d->h_in * d->w_in;
@@ -194,7 +215,7 @@ optvq_status nn_conv2d_backward(float *dx, float *dw, float *db, const float *dy
 {
     if (!dy || !d || (dw && !x) || (dx && !w))
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "conv2d_backward: NULL argument");
-    OPTVQ_TRY(nn_workspace_check(ws, (dx || dw) ? nn_conv2d_workspace(d) : 0, "conv2d_backward"));
+    OPTVQ_TRY(nn_workspace_check(ws, (dx || dw) ? own_workspace(d) : 0, "conv2d_backward"));
     nn_init_threads();
     const int64_t N = d->n, Cin = d->c_in, Cout = d->c_out, P = d->h_out * d->w_out;
     const int64_t kk = d->kh * d->kw, K = Cin * kk, HWin = d->h_in * d->w_in;

@@ -483,14 +483,37 @@ static size_t tap_w_floats(const nn_conv2d_desc *d)
     return (size_t)round_up(d->kh * d->kw * d->c_in * d->c_out, 16);
 }
 
+/* Flat output positions per GEMM tile of tap_pass (a multiple of 16) and
+ * the number of tiles (a multiple of nt). */
+static int64_t tap_tile(int64_t Q, int nt, int64_t *tiles_out)
+{
+    const int64_t tiles = round_up((Q + TAP_COLS - 1) / TAP_COLS, nt);
+    if (tiles_out)
+        *tiles_out = tiles;
+    return round_up((Q + tiles - 1) / tiles, 16);
+}
+
+/* tap_pass: the padded input, then one (m, T) output tile per thread. */
+static size_t tap_pass_floats(const dgeom *g, int nt)
+{
+    return (size_t)(g->c * g->lx) + (size_t)nt * (size_t)(g->m * tap_tile(g->ho * g->wp, nt, NULL));
+}
+
+size_t nn_conv_tapgemm_forward_workspace(const nn_conv2d_desc *d)
+{
+    const dgeom f = geom_fwd(d);
+    return tap_w_floats(d) + tap_pass_floats(&f, optvq_threads());
+}
+
 size_t nn_conv_tapgemm_workspace(const nn_conv2d_desc *d)
 {
-    dgeom f = geom_fwd(d), b = geom_bwd(d);
-    size_t fwd = (size_t)(f.c * f.lx + f.mp * f.qp);
-    size_t bx = (size_t)(b.c * b.lx + b.mp * b.qp);
-    size_t m = fwd > bx ? fwd : bx;
+    const int nt = optvq_threads();
+    const dgeom f = geom_fwd(d), b = geom_bwd(d);
+    const size_t tw = tap_w_floats(d), fwd = tw + tap_pass_floats(&f, nt), bx = tw + tap_pass_floats(&b, nt);
     /* dw: per-thread partials (all taps), then xpad + dyp */
-    return (size_t)optvq_threads() * tap_w_floats(d) + m;
+    const size_t dw = (size_t)nt * tw + (size_t)(f.c * f.lx + f.mp * f.qp);
+    const size_t m = fwd > bx ? fwd : bx;
+    return m > dw ? m : dw;
 }
 
 static void pad_channel(float *d, const float *s, const dgeom *g)
@@ -524,49 +547,73 @@ static void tap_offsets(int64_t *off, const dgeom *g)
             off[ky * g->kw + kx] = ky * g->wp + kx;
 }
 
-/* dst (n, g->m, ho, wo) = (or +=) conv of src (n, g->c, h, w) + bias, weights wt. */
+/* dn (m, ho, wo) = (or +=) the flat positions [q0, q0 + cols) of a GEMM
+ * tile out (m, cols; row stride ldo) + bias: the columns ox >= wo of each
+ * padded row are dropped, and a tile may start or end inside a row. */
+static void store_tile(float *dn, const float *out, int64_t ldo, const dgeom *g, int64_t q0, int64_t cols,
+                       const float *bias, int accumulate)
+{
+    const int64_t q1 = q0 + cols;
+    for (int64_t co = 0; co < g->m; co++) {
+        const float bv = bias ? bias[co] : 0.0f;
+        for (int64_t q = q0; q < q1;) {
+            const int64_t oy = q / g->wp, ox = q - oy * g->wp;
+            const int64_t row_end = (oy + 1) * g->wp < q1 ? (oy + 1) * g->wp : q1;
+            if (ox < g->wo) {
+                const int64_t len = row_end - q < g->wo - ox ? row_end - q : g->wo - ox;
+                const float *o = out + co * ldo + (q - q0);
+                float *yr = dn + (co * g->ho + oy) * g->wo + ox;
+                if (accumulate) {
+#pragma omp simd
+                    for (int64_t i = 0; i < len; i++)
+                        yr[i] += o[i];
+                } else {
+#pragma omp simd
+                    for (int64_t i = 0; i < len; i++)
+                        yr[i] = o[i] + bv;
+                }
+            }
+            q = row_end;
+        }
+    }
+}
+
+/* dst (n, g->m, ho, wo) = (or +=) conv of src (n, g->c, h, w) + bias, weights wt.
+ * Each thread's GEMMs fill its own (m, T) tile, stored into dst at once, so
+ * the workspace is the padded input and nt small tiles, not a padded copy of
+ * the whole output (tap_pass_floats). */
 static void tap_pass(float *dst, const float *src, int64_t N, const dgeom *g, const float *wt,
                      const float *bias, int accumulate, float *buf, int nt)
 {
     const int64_t kk = g->kh * g->kw, C = g->c, M = g->m, Q = g->ho * g->wp;
-    float *xpad = buf, *out = buf + C * g->lx;
+    int64_t tiles;
+    const int64_t T = tap_tile(Q, nt, &tiles);
+    float *xpad = buf;
     int64_t off[64];
     tap_offsets(off, g);
-    int64_t tiles = (Q + TAP_COLS - 1) / TAP_COLS;
-    tiles = round_up(tiles, nt);
-    const int64_t T = round_up((Q + tiles - 1) / tiles, 16);
 #pragma omp parallel num_threads(nt)
-    for (int64_t n = 0; n < N; n++) {
-        const float *sn = src + n * C * g->h * g->w;
-        float *dn = dst + n * M * g->ho * g->wo;
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *out = buf + C * g->lx + (size_t)tid * (size_t)(M * T);
+        for (int64_t n = 0; n < N; n++) {
+            const float *sn = src + n * C * g->h * g->w;
+            float *dn = dst + n * M * g->ho * g->wo;
 #pragma omp for schedule(static)
-        for (int64_t c = 0; c < C; c++)
-            pad_channel(xpad + c * g->lx, sn + c * g->h * g->w, g);
+            for (int64_t c = 0; c < C; c++)
+                pad_channel(xpad + c * g->lx, sn + c * g->h * g->w, g);
 #pragma omp for schedule(static)
-        for (int64_t it = 0; it < tiles; it++) {
-            const int64_t q0 = it * T, cols = Q - q0 < T ? Q - q0 : T;
-            if (cols <= 0)
-                continue;
-            for (int64_t t = 0; t < kk; t++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)cols, (int)C,
-                            1.0f, wt + t * M * C, (int)C, xpad + off[t] + q0, (int)g->lx,
-                            t ? 1.0f : 0.0f, out + q0, (int)g->qp);
-        }
-#pragma omp for schedule(static)
-        for (int64_t co = 0; co < M; co++) {
-            const float bv = bias ? bias[co] : 0.0f;
-            for (int64_t oy = 0; oy < g->ho; oy++) {
-                const float *o = out + co * g->qp + oy * g->wp;
-                float *yr = dn + (co * g->ho + oy) * g->wo;
-                if (accumulate) {
-#pragma omp simd
-                    for (int64_t ox = 0; ox < g->wo; ox++)
-                        yr[ox] += o[ox];
-                } else {
-#pragma omp simd
-                    for (int64_t ox = 0; ox < g->wo; ox++)
-                        yr[ox] = o[ox] + bv;
-                }
+            for (int64_t it = 0; it < tiles; it++) {
+                const int64_t q0 = it * T, cols = Q - q0 < T ? Q - q0 : T;
+                if (cols <= 0)
+                    continue;
+                for (int64_t t = 0; t < kk; t++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)cols, (int)C,
+                                1.0f, wt + t * M * C, (int)C, xpad + off[t] + q0, (int)g->lx,
+                                t ? 1.0f : 0.0f, out, (int)T);
+                store_tile(dn, out, T, g, q0, cols, bias, accumulate);
             }
         }
     }

@@ -17,7 +17,9 @@ void nn_conv_direct_backward(float *dx, float *dw, const float *dy, const float 
 /* Stride-1 convolution with wide channels as kh*kw GEMMs on shifted views of the
  * zero-padded input (no im2col): 1 when d qualifies. */
 int nn_conv_tapgemm_ok(const nn_conv2d_desc *d);
+/* Workspace floats for forward and backward, and for the forward alone. */
 size_t nn_conv_tapgemm_workspace(const nn_conv2d_desc *d);
+size_t nn_conv_tapgemm_forward_workspace(const nn_conv2d_desc *d);
 void nn_conv_tapgemm_forward(float *y, const float *x, const float *w, const float *b,
                              const nn_conv2d_desc *d, float *ws, int nt);
 void nn_conv_tapgemm_backward(float *dx, float *dw, const float *dy, const float *x,

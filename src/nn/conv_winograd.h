@@ -23,9 +23,11 @@ typedef struct nn_winograd_cache nn_winograd_cache;
 /* The default budget in MiB; OPTVQ_WINOGRAD_CACHE_MB=N overrides it (see
  * nn_winograd_cache_budget). The f16 coders' 44 Winograd layers at 256x256
  * would take 288 MiB; recomputing a transform costs ~40 ns per (input,
- * output) channel pair, ~2% of an encode+decode for all of them, so the
- * cache is kept small. */
-#define NN_WINOGRAD_CACHE_MB 64
+ * output) channel pair, ~2% of an encode+decode for all of them. A 64 MiB
+ * cache saved under 1% of the time (within the noise on 2 threads) for 63
+ * MiB of peak memory, a quarter of what inference needs besides the
+ * weights, so by default none is kept. */
+#define NN_WINOGRAD_CACHE_MB 0
 /* Bytes: OPTVQ_WINOGRAD_CACHE_MB (read at each call) or the default. */
 size_t nn_winograd_cache_budget(void);
 /* A cache holding at most max_bytes of transforms; NULL when out of memory
@@ -56,5 +58,9 @@ void nn_conv_winograd_set_enabled(int on);
  * covers both. */
 optvq_status nn_conv2d_forward_infer(float *y, const float *x, const float *w, const float *b,
                                      const nn_conv2d_desc *d, nn_workspace *ws, nn_winograd_cache *cache);
+/* Workspace floats of nn_conv2d_forward_infer given a cache, for the switch
+ * as it is now: only the path it takes (often far less than
+ * nn_conv2d_workspace, e.g. a third at 256 x 256 x 128 channels). */
+size_t nn_conv2d_workspace_infer(const nn_conv2d_desc *d);
 
 #endif

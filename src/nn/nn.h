@@ -71,7 +71,8 @@ typedef struct nn_param {
 
 /* name -> shape, parameter and gradient. Parameters are registered first, then
  * nn_params_finalize() makes ONE allocation for all values and ONE for all
- * gradients (both zeroed); aliases keep their owner's buffers, outside the
+ * gradients (both zeroed; the gradients are mapped on demand, so they take
+ * memory only once written); aliases keep their owner's buffers, outside the
  * blocks (data, grad and total cover the registry's own parameters only). */
 typedef struct nn_params {
     nn_param *items;
@@ -102,6 +103,9 @@ nn_param *nn_params_find(nn_params *p, const char *name);
 optvq_status nn_params_set(nn_params *p, const char *name, int ndim, const int64_t *shape,
                            const float *data);
 void nn_params_zero_grad(nn_params *p);
+/* Frees the gradient block of a registry that is never trained (frozen
+ * networks); its entries' grad become NULL, aliases keep theirs. */
+void nn_params_drop_grad(nn_params *p);
 void nn_params_free(nn_params *p);
 
 /* ------------------------------------------------------------------------ */

@@ -1,11 +1,14 @@
 /* Parameter registry: PyTorch state-dict names -> shape, value, gradient.
- * One allocation for all values, one for all gradients. */
+ * One allocation for all values, one for all gradients. The gradients are an
+ * anonymous mapping: its zero pages take no memory until a backward pass
+ * writes them, so a model that only runs inference does not pay for them. */
 #include "core/error.h"
 #include "nn/nn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define NN_ALIGN_FLOATS 16 /* 64 bytes */
 
@@ -99,22 +102,25 @@ optvq_status nn_params_add_alias(nn_params *p, const char *name, int ndim, const
     return OPTVQ_OK;
 }
 
+static size_t block_bytes(const nn_params *p) { return (p->total ? p->total : NN_ALIGN_FLOATS) * sizeof(float); }
+
 optvq_status nn_params_finalize(nn_params *p)
 {
     if (p->finalized)
         return optvq_fail(OPTVQ_ERR_STATE, "nn_params_finalize: called twice");
-    size_t bytes = (p->total ? p->total : NN_ALIGN_FLOATS) * sizeof(float);
+    size_t bytes = block_bytes(p);
     p->data = aligned_alloc(64, bytes);
-    p->grad = aligned_alloc(64, bytes);
+    /* zero-filled and page-aligned; resident only once written */
+    void *grad = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    p->grad = grad == MAP_FAILED ? NULL : grad;
     if (!p->data || !p->grad) {
         free(p->data);
-        free(p->grad);
-        p->data = p->grad = NULL;
+        nn_params_drop_grad(p);
+        p->data = NULL;
         return optvq_fail(OPTVQ_ERR_NOMEM, "nn_params_finalize: cannot allocate %zu bytes x2",
                           bytes);
     }
     memset(p->data, 0, bytes);
-    memset(p->grad, 0, bytes);
     for (int i = 0; i < p->count; i++) {
         if (p->items[i].alias)
             continue;
@@ -160,12 +166,22 @@ void nn_params_zero_grad(nn_params *p)
             memset(p->items[i].grad, 0, (size_t)p->items[i].numel * sizeof(float));
 }
 
+void nn_params_drop_grad(nn_params *p)
+{
+    if (p->grad)
+        munmap(p->grad, block_bytes(p));
+    p->grad = NULL;
+    for (int i = 0; i < p->count; i++)
+        if (!p->items[i].alias)
+            p->items[i].grad = NULL;
+}
+
 void nn_params_free(nn_params *p)
 {
     if (!p)
         return;
+    nn_params_drop_grad(p);
     free(p->items);
     free(p->data);
-    free(p->grad);
     memset(p, 0, sizeof *p);
 }
