@@ -8,6 +8,11 @@ reference's evaluate() does.
 
     curves_torch.py OUT_DIR SEED [--epochs 3] [--limit N] [--val-limit N]
                     [--batch 1024] [--threads 2]
+    curves_torch.py OUT_DIR SEED --save-init FILE.pth
+        writes the model's initial state dict (PyTorch's default draws for
+        SEED) and exits: `optvq train --init-from FILE.pth --codebook
+        FILE.pth` then trains optvq from PyTorch's initial weights, which
+        separates the initialisation from the rest of the run
 
 Data as the reference's DataLoader sees it: ToTensor, Normalize(0.5, 0.5),
 then Resize(32) on the tensor; the training loader shuffles every epoch and
@@ -109,6 +114,7 @@ def main():
     ap.add_argument("--val-limit", type=int, default=0, help="first N held-out images (0: all)")
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--save-init", metavar="FILE", help="write the initial state dict to FILE and exit")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
@@ -117,6 +123,10 @@ def main():
     torch.manual_seed(a.seed)
     model = build({"arch": "plain", "channels": 1, "batch": a.batch, "res": 32, "sinkhorn": True,
                    "quantize": QUANTIZE})
+    if a.save_init:
+        torch.save(model.state_dict(), a.save_init)
+        print(f"wrote {a.save_init}: PyTorch's initial weights for seed {a.seed}")
+        return
     x_train, x_val = load("train", a.limit), load("t10k", a.val_limit)
     steps = len(x_train) // a.batch  # drop_last=True
     if steps == 0:

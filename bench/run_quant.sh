@@ -121,6 +121,14 @@ for cfg in $CONFIGS; do
         "${PEAK[$o]}" "${PEAK[$f]}" "${EXTRA[$f]#agree=}" "${REPS[$o]}" "${REPS[$f]}")"
 done
 say ""
+say "Memory-traffic floor of the materialized Sinkhorn (\`bench_membw\`: the passes over a matrix of each size, 2 MiB pages, $THREADS threads)"
+say ""
+say '```'
+for mib in 1024 512; do
+    say "$(OMP_NUM_THREADS=$THREADS "$BUILD/bench/bench_membw" "$mib" 5)"
+done
+say '```'
+say ""
 say "Targets"
 say ""
 say "- sinkhorn >= 10x faster than PyTorch at both sizes (fwd and fwd+bwd): $([ $sk_ok = 1 ] && echo MET || echo NOT MET)"

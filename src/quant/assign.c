@@ -322,44 +322,31 @@ static optvq_status sinkhorn_materialized(sk_run *r, double *colpart, double *co
         return optvq_fail(OPTVQ_ERR_STATE, "sinkhorn: allreduce failed");
     const float denom = (float)total + 1e-8f;
 
-    /* P /= sum(P) + 1e-8, then the code sums of the first iteration. The
-     * matrix is only read here: the first iteration divides again as it
-     * goes (the same float operation, so the same values), which saves
-     * writing the whole matrix back once. */
-    const int n_iters = r->p->n_iters;
+    /* P /= sum(P) + 1e-8, then the code sums of the first iteration */
     FOR_EACH_BLOCK_BEGIN
         double *cp = colpart + b * n_e;
         memset(cp, 0, (size_t)n_e * sizeof *cp);
         for (int64_t i = blk_i0; i < blk_i1; i++) {
             float *row = r->matrix + i * n_e;
-            if (n_iters == 0) {
 #pragma omp simd
-                for (int64_t k = 0; k < n_e; k++)
-                    row[k] = row[k] / denom;
-                indices[i] = argmax_scaled_f(row, n_e, Nf);
-                continue;
+            for (int64_t k = 0; k < n_e; k++) {
+                row[k] = row[k] / denom;
+                cp[k] += row[k];
             }
-#pragma omp simd
-            for (int64_t k = 0; k < n_e; k++)
-                cp[k] += row[k] / denom;
         }
     FOR_EACH_BLOCK_END
-    if (n_iters == 0)
-        return OPTVQ_OK;
 
-    /* the last iteration needs only each row's argmax: it scales a copy of
-     * the row in a per-thread buffer and never writes the matrix */
-    float *last_rows = malloc((size_t)r->threads * (size_t)n_e * sizeof(float));
-    if (!last_rows)
-        return optvq_fail(OPTVQ_ERR_NOMEM, "sinkhorn: out of memory for %d rows of %lld codes", r->threads,
-                          (long long)n_e);
-    for (int it = 0; it < n_iters; it++) {
-        const int first = it == 0, last = it + 1 == n_iters;
+    if (r->p->n_iters == 0) {
+#pragma omp parallel for schedule(static) num_threads(r->threads)
+        for (int64_t i = 0; i < r->N; i++)
+            indices[i] = argmax_scaled_f(r->matrix + i * n_e, n_e, Nf);
+        return OPTVQ_OK;
+    }
+    for (int it = 0; it < r->p->n_iters; it++) {
+        const int last = it + 1 == r->p->n_iters;
         reduce_blocks(colsum, colpart, r->rb.num_blocks, n_e, r->threads);
-        if (reduce(r->p, colsum, (size_t)n_e, OPTVQ_REDUCE_SUM)) {
-            free(last_rows);
+        if (reduce(r->p, colsum, (size_t)n_e, OPTVQ_REDUCE_SUM))
             return optvq_fail(OPTVQ_ERR_STATE, "sinkhorn: allreduce failed");
-        }
         for (int64_t k = 0; k < n_e; k++)
             coldiv[k] = (float)colsum[k] + 1e-8f;
         FOR_EACH_BLOCK_BEGIN
@@ -367,26 +354,19 @@ static optvq_status sinkhorn_materialized(sk_run *r, double *colpart, double *co
             if (!last)
                 memset(cp, 0, (size_t)n_e * sizeof *cp);
             for (int64_t i = blk_i0; i < blk_i1; i++) {
-                float *src = r->matrix + i * n_e;
-                float *row = last ? last_rows + (size_t)thread_id() * (size_t)n_e : src;
-                if (first) { /* the division by the total that the pass above did not store */
-#pragma omp simd
-                    for (int64_t k = 0; k < n_e; k++)
-                        row[k] = src[k] / denom;
-                    src = row;
-                }
+                float *row = r->matrix + i * n_e;
                 double rs = 0;
                 /* each code: P[:,k] /= (sum + 1e-8); P /= n_e */
                 if (pow2_k) {
 #pragma omp simd reduction(+ : rs)
                     for (int64_t k = 0; k < n_e; k++) {
-                        row[k] = src[k] / coldiv[k] * invK;
+                        row[k] = row[k] / coldiv[k] * invK;
                         rs += row[k];
                     }
                 } else {
 #pragma omp simd reduction(+ : rs)
                     for (int64_t k = 0; k < n_e; k++) {
-                        row[k] = src[k] / coldiv[k] / Kf;
+                        row[k] = row[k] / coldiv[k] / Kf;
                         rs += row[k];
                     }
                 }
@@ -421,7 +401,6 @@ static optvq_status sinkhorn_materialized(sk_run *r, double *colpart, double *co
             }
         FOR_EACH_BLOCK_END
     }
-    free(last_rows);
     return OPTVQ_OK;
 }
 
