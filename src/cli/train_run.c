@@ -75,13 +75,14 @@ static int on_report(const optvq_train_report *r, void *user)
         fprintf(stderr, "optvq %s: %s\n", c->label, optvq_last_error()[0] ? optvq_last_error() : "out of memory");
         return c->failed = 1;
     }
-    if (c->o->progress)
-        fprintf(c->o->progress,
-                "%s%s epoch %lld/%lld done in %.1fs: codes used %lld/%lld (%.1f%%), perplexity %.1f, held-out "
-                "PSNR %.2f SSIM %.4f\n",
+    if (c->o->progress) {
+        char held_out[64] = "no held-out check"; /* --val-limit 0, or no held-out data */
+        if (!isnan(r->val_psnr))
+            snprintf(held_out, sizeof held_out, "held-out PSNR %.2f SSIM %.4f", r->val_psnr, r->val_ssim);
+        fprintf(c->o->progress, "%s%s epoch %lld/%lld done in %.1fs: codes used %lld/%lld (%.1f%%), perplexity %.1f, %s\n",
                 isatty(fileno(c->o->progress)) ? "\n" : "", c->label, (long long)r->epoch, (long long)r->epochs,
-                r->seconds, (long long)r->codes_used, (long long)r->n_e, 100.0 * usage, r->perplexity, r->val_psnr,
-                r->val_ssim);
+                r->seconds, (long long)r->codes_used, (long long)r->n_e, 100.0 * usage, r->perplexity, held_out);
+    }
     const int64_t e = r->epoch - 1;
     if (s && e < TRAIN_MAX_EPOCHS) {
         s->epoch_seconds[e] = r->seconds;

@@ -18,5 +18,12 @@ done
 grep -q "OptVQ" "$tmp/d/report.md" || fail "report names no OptVQ row"
 grep -qi "vanilla" "$tmp/d/report.md" || fail "report names no baseline row"
 "$BIN" info --model "$tmp/d/optvq" | grep -q "1024 codes" || fail "the demo's OptVQ model does not load"
+# the demo trains what the shipped configs say, codebook start included
+for m in optvq vqbase; do
+    ours=$(sed -n 's/^ *use_initiate: *\([a-z_]*\).*/\1/p' "$tmp/d/$m.yaml")
+    shipped=$(sed -n 's/^ *use_initiate: *\([a-z_]*\).*/\1/p' "configs/fashion-mnist/$m.yaml")
+    [ -n "$ours" ] && [ "$ours" = "$shipped" ] ||
+        fail "$m: the demo starts its codebook from '$ours', configs/fashion-mnist/$m.yaml from '$shipped'"
+done
 "$BIN" demo --epochs -1 --out "$tmp/e" >"$tmp/err" 2>&1; [ $? -eq 2 ] || fail "a bad option should exit 2"
 echo "demo ok"
