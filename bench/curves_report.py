@@ -3,7 +3,7 @@
 
     curves_report.py RESULTS_DIR REPORT.md
 
-Reads RESULTS_DIR/<side>-s<seed>/epochs.jsonl (side: torch, null, kmeans;
+Reads RESULTS_DIR/<side>-s<seed>/epochs.jsonl (side: torch, null, kmeans, torchinit;
 only finished epochs are there) and writes REPORT.md: per epoch the mean and
 min..max over seeds of every metric for each side, whether optvq's held-out
 PSNR lies within the reference's seed spread or within 0.3 dB of its mean, and
@@ -17,7 +17,7 @@ import re
 import sys
 
 SIDES = [("torch", "reference (PyTorch), N(0,1)"), ("null", "optvq, N(0,1) (`null`)"),
-         ("kmeans", "optvq, k-means (`kmeans`)")]
+         ("kmeans", "optvq, k-means (`kmeans`)"), ("torchinit", "optvq from PyTorch's initial weights")]
 METRICS = [("val_psnr", "held-out PSNR (dB)", "{:.2f}"), ("val_ssim", "held-out SSIM", "{:.4f}"),
            ("val_usage", "held-out codebook usage (%)", "{:.1f}"), ("val_perplexity", "held-out perplexity", "{:.0f}"),
            ("loss", "mean training loss", "{:.4f}"), ("l1", "mean training l1", "{:.4f}"),
@@ -28,7 +28,7 @@ def load(res):
     """{side: {seed: [epoch records]}}"""
     runs = {}
     for path in sorted(glob.glob(os.path.join(res, "*-s*", "epochs.jsonl"))):
-        m = re.fullmatch(r"(torch|null|kmeans)-s(\d+)", os.path.basename(os.path.dirname(path)))
+        m = re.fullmatch(r"(torch|null|kmeans|torchinit)-s(\d+)", os.path.basename(os.path.dirname(path)))
         if not m:
             continue
         with open(path) as f:
@@ -107,7 +107,7 @@ def plot(runs, epochs, png):
     except Exception as e:  # no matplotlib: the table is the result
         print(f"curves_report: no PNG ({e})", file=sys.stderr)
         return
-    colours = {"torch": "black", "null": "tab:blue", "kmeans": "tab:orange"}
+    colours = {"torch": "black", "null": "tab:blue", "kmeans": "tab:orange", "torchinit": "tab:green"}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (key, title) in zip(axes, [("val_psnr", "held-out PSNR (dB)"), ("val_perplexity", "held-out perplexity")]):
         for s, name in SIDES:

@@ -7,11 +7,15 @@
 # loss (l1, l2, q) and held-out usage, perplexity, PSNR and SSIM on all 10,000
 # test images. optvq runs twice per seed: codebook from k-means
 # (`use_initiate: kmeans`) and from N(0,1) (`use_initiate: null`, what the
-# reference's train.py does without a code file).
+# reference's train.py does without a code file). The side `torchinit`
+# (not run unless asked) trains optvq from PyTorch's initial weights for the
+# seed (curves_torch.py --save-init, then --init-from and --codebook): the
+# same start as the reference's run, so that what the initial draws do is
+# told apart from the rest.
 #
 #   bash bench/curves_side_by_side.sh [--optvq BIN] [--results DIR] [--seeds "42 1 2"]
 #        [--epochs 3] [--limit N] [--val-limit 10000] [--batch 1024]
-#        [--sides "torch null kmeans"] [--report bench/results/curves.md] [--report-only]
+#        [--sides "torch null kmeans torchinit"] [--report bench/results/curves.md] [--report-only]
 #
 # Hours of CPU: PyTorch ~12 s a step unloaded (58 steps an epoch), optvq ~2 s.
 # Resumable: each unit (side, start, seed) writes DIR/<unit>/epochs.jsonl; a
@@ -58,7 +62,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 for s in $SIDES; do
-    case "$s" in torch | null | kmeans) ;; *) echo "curves: unknown side '$s' (torch, null, kmeans)" >&2; exit 2 ;; esac
+    case "$s" in torch | null | kmeans | torchinit) ;;
+    *) echo "curves: unknown side '$s' (torch, null, kmeans, torchinit)" >&2; exit 2 ;; esac
 done
 export OMP_NUM_THREADS=2
 mkdir -p "$RES"
@@ -83,9 +88,15 @@ run_torch() { # SEED DIR
         --batch "$BATCH" --threads 2
 }
 
-run_optvq() { # START SEED DIR
+run_optvq() { # START SEED DIR   (START: null, kmeans, or torchinit: N(0,1) from PyTorch's draws)
     local start=$1 seed=$2 dir=$3
     [ -x "$BIN" ] || { echo "curves: $BIN: no optvq binary (give --optvq)" >&2; return 1; }
+    local init=()
+    if [ "$start" = torchinit ]; then
+        [ -f "$dir/init.pth" ] || /usr/bin/python3 bench/curves_torch.py "$dir" "$seed" --save-init "$dir/init.pth"
+        init=(--init-from "$dir/init.pth" --codebook "$dir/init.pth")
+        start=null
+    fi
     sed "s/use_initiate: [a-z]*/use_initiate: $start/" configs/fashion-mnist/optvq.yaml >"$dir/config.yaml"
     grep -q "use_initiate: $start" "$dir/config.yaml" || { echo "curves: cannot set use_initiate: $start" >&2; return 1; }
     local done_epochs=0
@@ -95,8 +106,9 @@ run_optvq() { # START SEED DIR
         [ -f "$dir/run/checkpoint.safetensors" ] && resume=(--resume)
         local limit=()
         [ "$LIMIT" -gt 0 ] && limit=(--limit "$LIMIT")
+        [ ${#resume[@]} -gt 0 ] && init=() # a resumed run keeps its own weights
         "$BIN" train --config "$dir/config.yaml" --out "$dir/run" --epochs "$EPOCHS" --seed "$seed" --threads 2 \
-            --batch-size "$BATCH" --val-limit "$VAL_LIMIT" "${limit[@]}" "${resume[@]}"
+            --batch-size "$BATCH" --val-limit "$VAL_LIMIT" "${limit[@]}" "${resume[@]}" "${init[@]}"
     fi
     /usr/bin/python3 - "$dir/run/metrics.jsonl" "$dir/epochs.jsonl" "$STEPS" <<'PY'
 import json, os, sys
