@@ -25,7 +25,7 @@
 # the slow PyTorch one first. After every unit the table (REPORT, per epoch
 # mean and min..max over seeds) and the curves (REPORT with .png) are rewritten
 # from whatever has finished. Run it in the background:
-#   nohup nice -n 19 bash bench/curves_side_by_side.sh --optvq build/optvq > /work/curves/log 2>&1 &
+#   mkdir -p runs/curves && nohup nice -n 19 bash bench/curves_side_by_side.sh > runs/curves/log 2>&1 &
 set -euo pipefail
 if [ -z "${CURVES_SCRIPT_COPY:-}" ]; then
     # bash reads a script while it runs it: run a copy, so that editing this file cannot disturb hours of runs
@@ -36,7 +36,7 @@ fi
 trap 'rm -f "$CURVES_SCRIPT_COPY"' EXIT
 cd "$CURVES_REPO"
 BIN=${OPTVQ_BIN:-build/optvq}
-RES=/work/curves
+RES=runs/curves
 SEEDS="42 1 2"
 EPOCHS=3
 LIMIT=0
