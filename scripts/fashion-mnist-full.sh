@@ -33,10 +33,12 @@ for cfg in optvq vqbase; do
         echo "$cfg: training from epoch $done_ of $want"
         # A run that fails (the vanilla-VQ recipe diverges: bench/vqbase_divergence.sh)
         # keeps its last checkpoint, which is evaluated and reported as stopped.
-        # (stderr goes to the terminal and to train.err; pipefail gives train's status)
+        # (stderr goes to the terminal and to RUNS/CFG.train.err, beside the run folder, which
+        # optvq train creates only at its first checkpoint; pipefail gives train's status)
         if ! { "$BIN" train --config "configs/fashion-mnist/$cfg.yaml" --out "$run" --threads "$THREADS" \
-                "${resume[@]}" 2>&1 1>&3 | tee "$run/train.err" >&2; } 3>&1; then
-            tail -n 1 "$run/train.err" | sed 's/^optvq train: //' > "$run/stopped.txt"
+                "${resume[@]}" 2>&1 1>&3 | tee "$RUNS/$cfg.train.err" >&2; } 3>&1; then
+            mkdir -p "$run"
+            tail -n 1 "$RUNS/$cfg.train.err" | sed 's/^optvq train: //' > "$run/stopped.txt"
             echo "$cfg: training stopped: $(cat "$run/stopped.txt"); evaluating its last checkpoint"
         fi
     fi
