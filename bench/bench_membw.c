@@ -20,8 +20,6 @@
 #include <omp.h>
 #include <sys/mman.h>
 
-static double median_of(double *t, int n) { return bench_median(t, n); }
-
 int main(int argc, char **argv)
 {
     const long mib = argc > 1 ? atol(argv[1]) : 512;
@@ -71,7 +69,7 @@ int main(int argc, char **argv)
             trw[r] = (t3 - t2) / 1e3;
         }
     }
-    const double w = median_of(tw, reps), rd = median_of(tr, reps), rw = median_of(trw, reps);
+    const double w = bench_median(tw, reps), rd = bench_median(tr, reps), rw = bench_median(trw, reps);
     const double gb = (double)(n * sizeof(float)) / 1e9;
     printf("inputs: %ld MiB float array, %d threads, median of %d passes each (checksum %.3g)\n", mib,
            omp_get_max_threads(), reps, sink);

@@ -88,25 +88,7 @@ static int64_t bwd_tile(const nn_conv2d_desc *d, int nt, int64_t *ch_per_thread)
     return nn_tile_cols(cpt * d->kh * d->kw, d->h_out * d->w_out, 1, NULL);
 }
 
-/* conv2d's own paths (the Winograd one is added by nn_conv2d_workspace). */
-static size_t own_workspace(const nn_conv2d_desc *d)
-{
-    if (is_pointwise(d))
-        return 0;
-    int nt = optvq_threads();
-    if (nn_conv_direct_ok(d))
-        return nn_conv_direct_workspace(d, nt);
-    if (nn_conv_tapgemm_ok(d))
-        return nn_conv_tapgemm_workspace(d);
-    int64_t K = d->c_in * d->kh * d->kw, cpt;
-    size_t fwd = (size_t)nt * (size_t)(K * fwd_tile(d, nt, NULL));
-    int ntb = threads_for(d->c_in);
-    int64_t tb = bwd_tile(d, ntb, &cpt);
-    size_t bwd = (size_t)ntb * (size_t)(cpt * d->kh * d->kw * tb);
-    return fwd > bwd ? fwd : bwd;
-}
-
-/* What nn_conv2d_forward alone uses (own_workspace covers the backward too). */
+/* What nn_conv2d_forward alone uses. */
 static size_t fwd_workspace(const nn_conv2d_desc *d)
 {
     if (is_pointwise(d))
@@ -117,6 +99,22 @@ static size_t fwd_workspace(const nn_conv2d_desc *d)
     if (nn_conv_tapgemm_ok(d))
         return nn_conv_tapgemm_forward_workspace(d);
     return (size_t)nt * (size_t)(d->c_in * d->kh * d->kw * fwd_tile(d, nt, NULL));
+}
+
+/* conv2d's own paths, forward and backward (the Winograd one is added by
+ * nn_conv2d_workspace). */
+static size_t own_workspace(const nn_conv2d_desc *d)
+{
+    if (is_pointwise(d) || nn_conv_direct_ok(d))
+        return fwd_workspace(d);
+    if (nn_conv_tapgemm_ok(d))
+        return nn_conv_tapgemm_workspace(d);
+    int64_t cpt;
+    size_t fwd = fwd_workspace(d);
+    int ntb = threads_for(d->c_in);
+    int64_t tb = bwd_tile(d, ntb, &cpt);
+    size_t bwd = (size_t)ntb * (size_t)(cpt * d->kh * d->kw * tb);
+    return fwd > bwd ? fwd : bwd;
 }
 
 size_t nn_conv2d_workspace(const nn_conv2d_desc *d)
