@@ -1,6 +1,9 @@
 /* optvq side of bench/run_model.sh: load a model folder, then time
  * encode + decode (optvq_model_reconstruct) of DIR/x.npy REPS times after a
- * warm-up; prints "optvq MEDIAN_SECONDS PEAK_RSS_MIB MEAN_ABS_OUTPUT". */
+ * warm-up; prints "optvq MEDIAN_SECONDS PEAK_RSS_MIB MEAN_ABS_OUTPUT".
+ *   bench_model DIR REPS [fp32|bf16|bf16-all [SAVE]]
+ * PRECISION: optvq_model_set_precision (default fp32); SAVE: also writes the
+ * last run's reconstruction and tokens to SAVE.recon.npy and SAVE.tokens.npy. */
 #include "optvq/optvq.h"
 
 #include <math.h>
@@ -38,7 +41,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_model DIR REPS\n");
+        fprintf(stderr, "usage: bench_model DIR REPS [fp32|bf16|bf16-all [SAVE]]\n");
         return 2;
     }
     const char *dir = argv[1];
@@ -52,9 +55,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_model: %s\n", optvq_last_error());
         return 1;
     }
+    if (argc > 3) {
+        const optvq_precision prec = !strcmp(argv[3], "bf16")       ? OPTVQ_PRECISION_BF16
+                                     : !strcmp(argv[3], "bf16-all") ? OPTVQ_PRECISION_BF16_ALL
+                                     : !strcmp(argv[3], "fp32")     ? OPTVQ_PRECISION_FP32
+                                                                    : (optvq_precision)-1;
+        if (optvq_model_set_precision(m, prec) != OPTVQ_OK) {
+            fprintf(stderr, "bench_model: %s\n", optvq_last_error());
+            return 1;
+        }
+    }
     int64_t B = x.shape[0], H = x.shape[2], W = x.shape[3];
+    optvq_model_info info;
+    optvq_model_get_info(m, &info);
+    const int64_t ntok = B * info.num_head * (H / info.downsample) * (W / info.downsample);
     float *out = malloc((size_t)optvq_array_numel(&x) * sizeof(float));
-    int64_t *tok = malloc((size_t)(B * 64 * H * W / 256) * sizeof(int64_t) + 64);
+    int64_t *tok = malloc((size_t)ntok * sizeof(int64_t));
     double *t = malloc((size_t)(reps + 1) * sizeof(double));
     for (int r = 0; r <= reps; r++) {
         double t0 = now();
@@ -69,6 +85,18 @@ int main(int argc, char **argv)
     for (int64_t i = 0; i < optvq_array_numel(&x); i++)
         s += fabs(out[i]);
     printf("optvq %.3f %.0f %.6f\n", t[1 + (reps - 1) / 2], peak_rss_kib() / 1024.0, s / (double)optvq_array_numel(&x));
+    if (argc > 4) {
+        const int64_t tshape[4] = {B, info.num_head, H / info.downsample, W / info.downsample};
+        snprintf(p, sizeof p, "%s.recon.npy", argv[4]);
+        optvq_status st = optvq_npy_write(p, OPTVQ_F32, 4, x.shape, out);
+        snprintf(p, sizeof p, "%s.tokens.npy", argv[4]);
+        if (st == OPTVQ_OK)
+            st = optvq_npy_write(p, OPTVQ_I64, 4, tshape, tok);
+        if (st != OPTVQ_OK) {
+            fprintf(stderr, "bench_model: %s\n", optvq_last_error());
+            return 1;
+        }
+    }
     optvq_model_free(m);
     optvq_array_free(&x);
     free(out);

@@ -436,6 +436,35 @@ static void args_optvq_model_set_assign(void)
     optvq_model_free(m);
 }
 
+static void args_optvq_model_set_precision(void)
+{
+    CHECK(FRESH(optvq_model_set_precision(NULL, OPTVQ_PRECISION_BF16)) == OPTVQ_ERR_INVALID_ARG);
+    MESSAGE_IS_ONE_LINE();
+    optvq_model *m = small_model();
+    CHECK_OK(optvq_model_set_precision(m, OPTVQ_PRECISION_BF16_ALL));
+    CHECK(optvq_model_get_precision(m) == OPTVQ_PRECISION_BF16_ALL);
+    /* an unknown value changes nothing */
+    CHECK(FRESH(optvq_model_set_precision(m, (optvq_precision)3)) == OPTVQ_ERR_INVALID_ARG);
+    MESSAGE_IS_ONE_LINE();
+    CHECK(FRESH(optvq_model_set_precision(m, (optvq_precision)-1)) == OPTVQ_ERR_INVALID_ARG);
+    CHECK(optvq_model_get_precision(m) == OPTVQ_PRECISION_BF16_ALL);
+    optvq_model_free(m);
+}
+
+static void args_optvq_model_get_precision(void)
+{
+    CHECK(optvq_model_get_precision(NULL) == OPTVQ_PRECISION_FP32);
+    optvq_model *m = small_model();
+    CHECK(optvq_model_get_precision(m) == OPTVQ_PRECISION_FP32); /* the default */
+    optvq_model_free(m);
+}
+
+static void args_optvq_bf16_native(void)
+{
+    const int a = optvq_bf16_native(), b = optvq_bf16_native();
+    CHECK((a == 0 || a == 1) && a == b);
+}
+
 static void args_optvq_model_quantizer(void)
 {
     CHECK(FRESH(optvq_model_quantizer(NULL)) == NULL);
@@ -828,6 +857,9 @@ static const struct {
     API(optvq_model_save),
     API(optvq_model_get_info),
     API(optvq_model_set_assign),
+    API(optvq_model_set_precision),
+    API(optvq_model_get_precision),
+    API(optvq_bf16_native),
     API(optvq_model_quantizer),
     API(optvq_model_encode),
     API(optvq_model_decode),

@@ -6,10 +6,12 @@
  * taming ones reduced with their structure kept, and all of them at full size
  * tensor by tensor (names and shapes) against the PyTorch models. */
 #include "model/vqmodel.h"
+#include "nn/conv_bf16.h"
 #include "optvq/optvq.h"
 #include "test.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -402,4 +404,82 @@ TEST(model_shipped_configs_structure)
     CHECK(checked > 0);
     free(built);
     free(listing);
+}
+
+/* ---- precision ---- */
+
+/* PSNR of a against b, both in [-1, 1], on the [0, 1] scale. */
+static double psnr_pm1(const float *a, const float *b, int64_t n)
+{
+    double e = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = ((double)a[i] - b[i]) / 2;
+        e += d * d;
+    }
+    return e > 0 ? 10 * log10((double)n / e) : INFINITY;
+}
+
+/* optvq_model_set_precision on the reduced taming VQGAN (its layers are under
+ * the bf16 path's work threshold, lowered here so that they take it): bf16
+ * keeps the encoder in fp32 (tokens equal, bit for bit) and decodes within
+ * 40 dB of fp32; bf16-all changes the encoder too; both deterministic; fp32
+ * again afterwards gives fp32's bits; bad values refused. */
+TEST(model_precision_bf16)
+{
+    char c[512], w[512], xp[512];
+    snprintf(c, sizeof c, "%s/model/taming_small/config.yaml", test_ref_dir());
+    snprintf(w, sizeof w, "%s/model/taming_small/model.pth", test_ref_dir());
+    snprintf(xp, sizeof xp, "%s/model/taming_small/x.npy", test_ref_dir());
+    optvq_model *m = NULL;
+    optvq_array x = {0};
+    CHECK_OK(optvq_model_load(c, w, &m));
+    CHECK_OK(optvq_npy_read(xp, &x));
+    if (!m || !x.data)
+        return;
+    nn_conv_bf16_set_min_flop(0);
+    const int64_t B = x.shape[0], H = x.shape[2], W = x.shape[3], n = optvq_array_numel(&x);
+    optvq_model_info info;
+    CHECK_OK(optvq_model_get_info(m, &info));
+    const int64_t h = H / info.downsample, wd = W / info.downsample, nt = B * info.num_head * h * wd;
+    float *r32 = malloc((size_t)n * sizeof(float)), *r16 = malloc((size_t)n * sizeof(float));
+    float *other = malloc((size_t)n * sizeof(float));
+    int64_t *t32 = malloc((size_t)nt * sizeof(int64_t)), *t16 = malloc((size_t)nt * sizeof(int64_t));
+
+    CHECK(optvq_model_get_precision(m) == OPTVQ_PRECISION_FP32);
+    CHECK_OK(optvq_model_reconstruct(m, x.data, B, H, W, r32, t32));
+
+    CHECK_OK(optvq_model_set_precision(m, OPTVQ_PRECISION_BF16));
+    CHECK(optvq_model_get_precision(m) == OPTVQ_PRECISION_BF16);
+    CHECK_OK(optvq_model_reconstruct(m, x.data, B, H, W, r16, t16));
+    CHECK(!memcmp(t16, t32, (size_t)nt * sizeof(int64_t)));
+    const double p = psnr_pm1(r16, r32, n);
+    printf("    bf16 reconstruction vs fp32: PSNR %.1f dB, tokens equal\n", p);
+    CHECK(p >= 40.0 && isfinite(p)); /* close, and really computed in bf16 */
+    CHECK_OK(optvq_model_decode(m, t32, B, h, wd, other));
+    CHECK(!memcmp(other, r16, (size_t)n * sizeof(float)));
+
+    CHECK_OK(optvq_model_set_precision(m, OPTVQ_PRECISION_BF16_ALL));
+    CHECK_OK(optvq_model_reconstruct(m, x.data, B, H, W, other, t16));
+    int64_t agree = 0;
+    for (int64_t i = 0; i < nt; i++)
+        agree += t16[i] == t32[i];
+    printf("    bf16-all: %lld of %lld tokens as fp32, reconstruction PSNR %.1f dB\n", (long long)agree, (long long)nt,
+           psnr_pm1(other, r32, n));
+    float *again = malloc((size_t)n * sizeof(float));
+    CHECK_OK(optvq_model_reconstruct(m, x.data, B, H, W, again, NULL));
+    CHECK(!memcmp(again, other, (size_t)n * sizeof(float)));
+    free(again);
+
+    CHECK_OK(optvq_model_set_precision(m, OPTVQ_PRECISION_FP32));
+    CHECK_OK(optvq_model_reconstruct(m, x.data, B, H, W, other, t16));
+    CHECK(!memcmp(other, r32, (size_t)n * sizeof(float)) && !memcmp(t16, t32, (size_t)nt * sizeof(int64_t)));
+
+    CHECK(optvq_model_set_precision(m, (optvq_precision)7) == OPTVQ_ERR_INVALID_ARG);
+    CHECK(optvq_model_get_precision(m) == OPTVQ_PRECISION_FP32);
+    CHECK(optvq_model_set_precision(NULL, OPTVQ_PRECISION_BF16) == OPTVQ_ERR_INVALID_ARG);
+    CHECK(optvq_model_get_precision(NULL) == OPTVQ_PRECISION_FP32);
+    nn_conv_bf16_set_min_flop(-1);
+    free(r32), free(r16), free(other), free(t32), free(t16);
+    optvq_array_free(&x);
+    optvq_model_free(m);
 }

@@ -47,15 +47,15 @@ static void wino_case(int64_t n, int64_t cin, int64_t h, int64_t w, int64_t cout
     nn_workspace ws = {0};
     size_t need = nn_conv_winograd_workspace(&d), own = nn_conv2d_workspace(&d);
     CHECK_OK(nn_workspace_reserve(&ws, need > own ? need : own));
-    nn_winograd_cache *cache = nn_winograd_cache_create(SIZE_MAX), *none = nn_winograd_cache_create(0);
+    nn_conv_cache *cache = nn_conv_cache_create(SIZE_MAX), *none = nn_conv_cache_create(0);
     CHECK(cache != NULL && none != NULL);
     CHECK_OK(nn_conv2d_forward(yd, x, wt, b, &d, &ws));
     CHECK_OK(nn_conv_winograd_forward(yw, x, wt, b, &d, &ws, cache));
     /* the transform recomputed into the workspace (budget 0): the same bits */
     CHECK_OK(nn_conv_winograd_forward(y1, x, wt, b, &d, &ws, none));
     CHECK_MSG(!memcmp(y1, yw, (size_t)ny * sizeof(float)), "uncached transform differs");
-    CHECK(nn_winograd_cache_bytes(none) < 1024);
-    nn_winograd_cache_free(none);
+    CHECK(nn_conv_cache_bytes(none) < 1024);
+    nn_conv_cache_free(none);
     char lb[128];
     snprintf(lb, sizeof lb, "wino n%lld c%lld->%lld %lldx%lld %s vs direct", (long long)n, (long long)cin,
              (long long)cout, (long long)h, (long long)w, swish ? "swish" : "randn");
@@ -78,7 +78,7 @@ static void wino_case(int64_t n, int64_t cin, int64_t h, int64_t w, int64_t cout
     CHECK_MSG(!memcmp(y1, yw, (size_t)ny * sizeof(float)), "%s: 3 threads differ from the default", lb);
     optvq_set_num_threads(0);
     nn_workspace_free(&ws3);
-    nn_winograd_cache_free(cache);
+    nn_conv_cache_free(cache);
     nn_workspace_free(&ws);
     free(x); free(wt); free(b); free(yd); free(yw); free(y1);
 }
@@ -133,14 +133,14 @@ TEST(winograd_cache_and_switch)
     CHECK(nn_conv2d_workspace(&d) >= nn_conv_winograd_workspace(&d));
     CHECK_OK(nn_workspace_reserve(&ws, nn_conv2d_workspace(&d)));
     const size_t one_entry = (size_t)(36 * nw / 9) * sizeof(float);
-    nn_winograd_cache *cache = nn_winograd_cache_create(2 * one_entry);
-    CHECK(nn_winograd_cache_bytes(cache) < 1024);
+    nn_conv_cache *cache = nn_conv_cache_create(2 * one_entry);
+    CHECK(nn_conv_cache_bytes(cache) < 1024);
 
     CHECK_OK(nn_conv_winograd_forward(yw, x, w, b, &d, &ws, cache));
-    const size_t one = nn_winograd_cache_bytes(cache);
+    const size_t one = nn_conv_cache_bytes(cache);
     CHECK(one >= one_entry);
     CHECK_OK(nn_conv_winograd_forward(yw, x, w, b, &d, &ws, cache));
-    CHECK(nn_winograd_cache_bytes(cache) == one); /* reused, not added */
+    CHECK(nn_conv_cache_bytes(cache) == one); /* reused, not added */
 
     /* weights changed in place (an optimizer step): the transform follows */
     for (int64_t i = 0; i < nw; i += 7)
@@ -148,18 +148,18 @@ TEST(winograd_cache_and_switch)
     CHECK_OK(nn_conv2d_forward(yd, x, w, b, &d, &ws));
     CHECK_OK(nn_conv_winograd_forward(yw, x, w, b, &d, &ws, cache));
     nnt_expect("wino after an in-place weight change", yw, yd, ny, NMSE_WINO);
-    CHECK(nn_winograd_cache_bytes(cache) == one);
+    CHECK(nn_conv_cache_bytes(cache) == one);
 
     /* a second and a third weight: the budget (two transforms) takes the
      * second, the third is recomputed at each call, with the same results */
     float *w2 = nnt_copy(w, nw), *w3 = nnt_copy(w, nw), *y2 = nnt_zeros(ny);
     CHECK_OK(nn_conv_winograd_forward(y2, x, w2, b, &d, &ws, cache));
     CHECK(!memcmp(y2, yw, (size_t)ny * sizeof(float)));
-    const size_t two = nn_winograd_cache_bytes(cache);
+    const size_t two = nn_conv_cache_bytes(cache);
     CHECK(two >= 2 * one_entry);
     CHECK_OK(nn_conv_winograd_forward(y2, x, w3, b, &d, &ws, cache));
     CHECK(!memcmp(y2, yw, (size_t)ny * sizeof(float)));
-    CHECK(nn_winograd_cache_bytes(cache) == two);
+    CHECK(nn_conv_cache_bytes(cache) == two);
     free(w2); free(w3); free(y2);
 
     /* the inference dispatch: Winograd when on, the direct path when off or without a cache */
@@ -187,7 +187,7 @@ TEST(winograd_cache_and_switch)
     CHECK(strstr(optvq_last_error(), "conv_winograd_forward") != NULL);
     nn_workspace_free(&small);
 
-    nn_winograd_cache_free(cache);
+    nn_conv_cache_free(cache);
     nn_workspace_free(&ws);
     free(x); free(w); free(b); free(yd); free(yw); free(yi);
 }
@@ -211,7 +211,7 @@ TEST(conv_infer_workspace_is_enough)
         {1, 24, 9, 11, 40, 1, 1, 0},  /* pointwise */
     };
     const int was = nn_conv_winograd_enabled();
-    nn_winograd_cache *cache = nn_winograd_cache_create(0);
+    nn_conv_cache *cache = nn_conv_cache_create(0);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int64_t *m = cases[c];
         nn_conv2d_desc d;
@@ -225,7 +225,7 @@ TEST(conv_infer_workspace_is_enough)
             for (int t = 1; t <= 3; t++) {
                 optvq_set_num_threads(t);
                 nn_conv_winograd_set_enabled(on);
-                const size_t need = nn_conv2d_workspace_infer(&d);
+                const size_t need = nn_conv2d_workspace_infer(&d, NN_PRECISION_FP32);
                 CHECK(need <= nn_conv2d_workspace(&d));
                 nn_workspace exact = {0}, full = {0};
                 CHECK_OK(nn_workspace_reserve(&exact, need));
@@ -249,11 +249,11 @@ TEST(conv_infer_workspace_is_enough)
     CHECK_OK(nn_conv2d_init(&big, 1, 128, 256, 256, 128, 3, 3, 1, 1, 1, 1, 1));
     optvq_set_num_threads(2);
     nn_conv_winograd_set_enabled(0);
-    const double padded_in = 128.0 * 258 * 258, infer = (double)nn_conv2d_workspace_infer(&big);
+    const double padded_in = 128.0 * 258 * 258, infer = (double)nn_conv2d_workspace_infer(&big, NN_PRECISION_FP32);
     CHECK_MSG(infer < 1.1 * padded_in && infer < 0.6 * (double)nn_conv2d_workspace(&big),
               "forward workspace %.0f floats vs padded input %.0f, training %zu", infer, padded_in,
               nn_conv2d_workspace(&big));
     optvq_set_num_threads(0);
     nn_conv_winograd_set_enabled(was);
-    nn_winograd_cache_free(cache);
+    nn_conv_cache_free(cache);
 }

@@ -215,6 +215,26 @@ void optvq_model_set_assign(optvq_model *m, optvq_assign assign);
 /* The model's quantizer (owned by m); NULL for a NULL model. */
 optvq_quantizer *optvq_model_quantizer(optvq_model *m);
 
+/* The arithmetic of encode, decode and reconstruct. Training, the quantizer
+ * and the attention blocks always run in float32. In bf16 a convolution
+ * takes bf16 weights and activations and sums in float32: on CPUs with
+ * AVX512-BF16 about twice the speed of float32, close to but not equal to it
+ * (README: "Precision"). */
+typedef enum optvq_precision {
+    OPTVQ_PRECISION_FP32 = 0,    /* the default: float32 throughout                    */
+    OPTVQ_PRECISION_BF16 = 1,    /* the decoder in bf16; the encoder stays float32, so
+                                    tokens are exactly float32's                       */
+    OPTVQ_PRECISION_BF16_ALL = 2 /* the encoder in bf16 too: a faster encode, but a few
+                                    percent of tokens differ from float32's            */
+} optvq_precision;
+/* OPTVQ_ERR_INVALID_ARG for a NULL model or an unknown value (unchanged then). */
+optvq_status optvq_model_set_precision(optvq_model *m, optvq_precision precision);
+/* The model's precision; OPTVQ_PRECISION_FP32 for a NULL model. */
+optvq_precision optvq_model_get_precision(const optvq_model *m);
+/* 1 when this CPU computes bf16 products in hardware (AVX512-BF16); elsewhere
+ * bf16 gives the same numbers through a portable kernel, slower than float32. */
+int optvq_bf16_native(void);
+
 /* images (B, in_channels, H, W) -> tokens (B, num_head, H/f, W/f);
  * latent (B, e_dim, H/f, W/f) receives x_q (may be NULL). images and tokens
  * are required; B >= 1, H and W positive multiples of f (downsample). */

@@ -29,7 +29,7 @@ static const char *const HELP =
     "SYNOPSIS\n"
     "    optvq eval MODEL --data D [--assign sinkhorn|nearest] [--json OUT.json]\n"
     "               [--lpips ALEX[,HEADS]] [--fid-weights W]\n"
-    "               [--batch-size N] [--limit N] [--threads T]\n"
+    "               [--batch-size N] [--limit N] [--threads T] [--precision P]\n"
     "\n"
     "DESCRIPTION\n"
     "    Reconstructs every image of D and reports PSNR, SSIM, codebook usage,\n"
@@ -76,7 +76,7 @@ static const char *const HELP =
     "                      (= pyiqa's LPIPS_v0.1_alex-*.pth), or one file holding a\n"
     "                      whole LPIPS state dict; images need 31x31 or more\n"
     "    --fid-weights W   rFID (pytorch-fid): pt_inception-2015-12-05-6726825d.pth\n"
-    "    --threads T       threads (default 0: all cores)\n"
+    "    --threads T       threads (default 0: all cores)\n" CLI_HELP_PRECISION
     "    --help            this text\n"
     "\n"
     "METRICS (per image, then the mean; originals (x + 1) / 2, reconstructions\n"
@@ -111,7 +111,7 @@ static optvq_status fill_from_dataset(void *ctx, int64_t first, int64_t count, f
 /* ---- results ---- */
 
 typedef struct results {
-    const char *model, *data, *assign;
+    const char *model, *data, *assign, *precision;
     int64_t c, h, w;
     eval_result e;
     double seconds;
@@ -125,6 +125,7 @@ static void print_table(const results *r)
     printf("  images       %lld (%lld x %lld x %lld)\n", (long long)r->e.images, (long long)r->c, (long long)r->h,
            (long long)r->w);
     printf("  assign       %s (batch %lld)\n", r->assign, (long long)r->e.batch_size);
+    printf("  precision    %s\n", r->precision);
     printf("  PSNR         %.4f dB   (min %.2f, max %.2f; %s)\n", r->e.psnr, r->e.psnr_min, r->e.psnr_max,
            r->c == 3 ? "Y of BT.601 YCbCr" : "grey values");
     printf("  SSIM         %.6f    (min %.4f, max %.4f; %s, 11x11 Gaussian)\n", r->e.ssim, r->e.ssim_min,
@@ -161,6 +162,7 @@ static int write_json(const results *r, const char *path)
     cJSON_AddNumberToObject(o, "height", (double)r->h);
     cJSON_AddNumberToObject(o, "width", (double)r->w);
     cJSON_AddStringToObject(o, "assign", r->assign);
+    cJSON_AddStringToObject(o, "precision", r->precision);
     cJSON_AddNumberToObject(o, "batch_size", (double)r->e.batch_size);
     cJSON_AddNumberToObject(o, "psnr", r->e.psnr);
     cJSON_AddNumberToObject(o, "psnr_min", r->e.psnr_min);
@@ -209,7 +211,7 @@ int cmd_eval(int argc, char **argv)
     cli_opt opts[] = {{"model", 1, 0}, {"config", 1, 0}, {"weights", 1, 0}, {"data", 1, 0},
                       {"assign", 1, 0}, {"json", 1, 0},   {"batch-size", 1, 0}, {"limit", 1, 0},
                       {"threads", 1, 0}, {"init-random", 1, 0},
-                      {"lpips", 1, 0}, {"fid-weights", 1, 0}, {0, 0, 0}};
+                      {"lpips", 1, 0}, {"fid-weights", 1, 0}, {"precision", 1, 0}, {0, 0, 0}};
     int pr = cli_parse("eval", argc, argv, opts);
     if (pr == 1) {
         fputs(HELP, stdout);
@@ -261,6 +263,10 @@ int cmd_eval(int argc, char **argv)
     }
     if (assign >= 0)
         optvq_model_set_assign(m, (optvq_assign)assign);
+    if (cli_set_precision("eval", opts, m)) {
+        optvq_model_free(m);
+        return 2;
+    }
     optvq_model_info info;
     optvq_model_get_info(m, &info);
     if (!batch_size)
@@ -290,6 +296,10 @@ int cmd_eval(int argc, char **argv)
     r.c = src.c;
     r.h = src.h;
     r.w = src.w;
+    {
+        const optvq_precision pr = optvq_model_get_precision(m);
+        r.precision = pr == OPTVQ_PRECISION_BF16 ? "bf16" : pr == OPTVQ_PRECISION_BF16_ALL ? "bf16-all" : "fp32";
+    }
     r.assign = optvq_quantizer_get_config(optvq_model_quantizer(m))->assign == OPTVQ_ASSIGN_SINKHORN ? "sinkhorn"
                                                                                                     : "nearest";
     eval_source es = {.name = src.what, .n = src.n, .c = src.c, .h = src.h, .w = src.w,

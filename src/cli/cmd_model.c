@@ -37,7 +37,7 @@ static const char *const HELP_RUN_OPTIONS =
     "                      runs over each batch, so a token can depend on the other\n"
     "                      images of its batch; nearest is per image\n"
     "    --batch-size N    images per batch (default 8)\n"
-    "    --threads T       threads (default 0: all cores)\n";
+    "    --threads T       threads (default 0: all cores)\n" CLI_HELP_PRECISION;
 
 static const char *const HELP_IMAGES =
     "IMAGES\n"
@@ -113,6 +113,11 @@ static int open_model(model_cli *mc, const cli_opt *opts)
     }
     if (assign >= 0)
         optvq_model_set_assign(mc->model, (optvq_assign)assign);
+    if (cli_set_precision(mc->cmd, opts, mc->model)) {
+        optvq_model_free(mc->model);
+        mc->model = NULL;
+        return 2;
+    }
     optvq_model_get_info(mc->model, &mc->info);
     return 0;
 }
@@ -426,7 +431,7 @@ static int run_image_job(model_cli *mc, const image_job *job)
 /* ---- commands ------------------------------------------------------------- */
 
 #define MODEL_OPTS {"model", 1, 0}, {"config", 1, 0}, {"weights", 1, 0}, {"init-random", 1, 0}
-#define RUN_OPTS {"assign", 1, 0}, {"batch-size", 1, 0}, {"threads", 1, 0}
+#define RUN_OPTS {"assign", 1, 0}, {"batch-size", 1, 0}, {"threads", 1, 0}, {"precision", 1, 0}
 
 /* Returns -1 to go on, else the exit status (0 after --help). */
 static int parse(const char *cmd, int argc, char **argv, cli_opt *opts)
@@ -466,7 +471,7 @@ static int image_command(int argc, char **argv, int reconstruct)
                 print_help("reconstruct - images to tokens to images",
                            "    optvq reconstruct MODEL --input IN --out OUT [--save-indices I.npy]\n"
                            "                      [--assign A] [--batch-size N] [--threads T]\n"
-                           "                      [--keep-going]\n",
+                           "                      [--precision P] [--keep-going]\n",
                            "    Encodes and decodes images: the model's reconstruction, equal byte for\n"
                            "    byte to 'optvq decode' of 'optvq encode'. Prints the codebook usage\n"
                            "    and one line naming each output.\n",
@@ -476,7 +481,8 @@ static int image_command(int argc, char **argv, int reconstruct)
             else
                 print_help("encode - images to tokens",
                            "    optvq encode MODEL --input IN --out TOKENS.npy|DIR/ [--assign A]\n"
-                           "                 [--batch-size N] [--threads T] [--keep-going]\n",
+                           "                 [--batch-size N] [--threads T] [--precision P]\n"
+                           "                 [--keep-going]\n",
                            "    Encodes images to the model's tokens, batch by batch, and prints the\n"
                            "    codebook usage of the tokens and one line naming what it wrote.\n",
                            options, 1, 1,
@@ -506,14 +512,14 @@ int cmd_reconstruct(int argc, char **argv) { return image_command(argc, argv, 1)
 
 int cmd_decode(int argc, char **argv)
 {
-    cli_opt opts[] = {MODEL_OPTS, {"batch-size", 1, 0}, {"threads", 1, 0}, {"input", 1, 0}, {"out", 1, 0},
-                      {0, 0, 0}};
+    cli_opt opts[] = {MODEL_OPTS,      {"batch-size", 1, 0}, {"threads", 1, 0}, {"precision", 1, 0},
+                      {"input", 1, 0}, {"out", 1, 0},        {0, 0, 0}};
     int rc = parse("decode", argc, argv, opts);
     if (rc >= 0) {
         if (rc == 0)
             print_help("decode - tokens to images",
                        "    optvq decode MODEL --input TOKENS.npy --out OUT [--batch-size N]\n"
-                       "                 [--threads T]\n",
+                       "                 [--threads T] [--precision P]\n",
                        "    Decodes tokens (B, num_head, h, w), int64 or int32, as 'optvq encode'\n"
                        "    writes them, to images (B, C, h*f, w*f), and prints one line naming\n"
                        "    what it wrote.\n",
@@ -523,7 +529,7 @@ int cmd_decode(int argc, char **argv)
                        "                      per image (the outputs follow the rule of 'optvq\n"
                        "                      reconstruct --help')\n"
                        "    --batch-size N    images per batch (default 8)\n"
-                       "    --threads T       threads (default 0: all cores)\n",
+                       "    --threads T       threads (default 0: all cores)\n" CLI_HELP_PRECISION,
                        0, 0, "    optvq decode --model optvq-16x16x4 --input tokens.npy --out images/\n");
         return rc;
     }

@@ -1,6 +1,7 @@
 #include "cli/util.h"
 #include "core/atomic_file.h"
 #include "core/parallel.h"
+#include "cli/args.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -125,5 +126,24 @@ int cli_write_json(const char *cmd, const char *path, cJSON *object)
         fprintf(stderr, "optvq %s: %s\n", cmd, optvq_last_error());
         return 1;
     }
+    return 0;
+}
+
+int cli_set_precision(const char *cmd, const cli_opt *opts, optvq_model *m)
+{
+    static const char *const names[] = {"fp32", "bf16", "bf16-all", NULL};
+    static const optvq_precision values[] = {OPTVQ_PRECISION_FP32, OPTVQ_PRECISION_BF16, OPTVQ_PRECISION_BF16_ALL};
+    int choice = -1;
+    if (cli_get_choice(cmd, opts, "precision", names, &choice))
+        return 2;
+    if (choice < 0)
+        return 0;
+    if (optvq_model_set_precision(m, values[choice]) != OPTVQ_OK) {
+        fprintf(stderr, "optvq %s: %s\n", cmd, optvq_last_error());
+        return 2;
+    }
+    if (choice > 0 && !optvq_bf16_native())
+        fprintf(stderr, "optvq %s: note: this CPU lacks AVX512-BF16; --precision %s runs a portable kernel "
+                        "(the same numbers, slower than fp32)\n", cmd, names[choice]);
     return 0;
 }

@@ -1,6 +1,9 @@
 /* Small helpers shared by the subcommands. */
 #ifndef OPTVQ_CLI_UTIL_H
 #define OPTVQ_CLI_UTIL_H
+#include "cli/args.h"
+#include "optvq/optvq.h"
+
 #include <stdint.h>
 
 /* Monotonic seconds. */
@@ -30,5 +33,17 @@ int cli_prepare_output(const char *cmd, const char *path, int is_folder);
  * atomically and frees it; prints a one-line error and returns 1 on failure. */
 typedef struct cJSON cJSON;
 int cli_write_json(const char *cmd, const char *path, cJSON *object);
+
+/* --precision fp32|bf16|bf16-all (when given) applied to m; a note on stderr
+ * when bf16 runs without AVX512-BF16. 0, or 2 after a usage message. */
+int cli_set_precision(const char *cmd, const cli_opt *opts, optvq_model *m);
+/* The help lines of --precision (for a command's OPTIONS). */
+#define CLI_HELP_PRECISION                                                                                        \
+    "    --precision fp32|bf16|bf16-all\n"                                                                          \
+    "                      arithmetic of the convolutions (default fp32). bf16: the\n"                              \
+    "                      decoder's in bf16 with float32 sums, the encoder kept in\n"                              \
+    "                      fp32 so the tokens are exactly fp32's; bf16-all: the\n"                                  \
+    "                      encoder's too (faster, but a few percent of tokens can\n"                                \
+    "                      differ). Fast on CPUs with AVX512-BF16 (README: Precision)\n"
 
 #endif

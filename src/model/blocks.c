@@ -3,7 +3,7 @@
 #include "model/blocks.h"
 
 #include "core/error.h"
-#include "nn/conv_winograd.h"
+#include "nn/conv_infer.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -167,6 +167,13 @@ static optvq_status check_groups(const block *b, int64_t c)
     return OPTVQ_OK;
 }
 
+/* The inference workspace of convolution d at either precision. */
+static void need_conv_infer(block_need *need, const nn_conv2d_desc *d)
+{
+    need->ws_infer = max_sz(need->ws_infer, nn_conv2d_workspace_infer(d, NN_PRECISION_FP32));
+    need->ws_infer_bf16 = max_sz(need->ws_infer_bf16, nn_conv2d_workspace_infer(d, NN_PRECISION_BF16));
+}
+
 optvq_status block_plan(const block *b, block_shape s, block_shape *out, block_need *need)
 {
     memset(need, 0, sizeof *need);
@@ -179,13 +186,13 @@ optvq_status block_plan(const block *b, block_shape s, block_shape *out, block_n
     case BLOCK_CONV:
         OPTVQ_TRY(block_conv_desc(&d, b, s));
         need->ws = nn_conv2d_workspace(&d);
-        need->ws_infer = nn_conv2d_workspace_infer(&d);
+        need_conv_infer(need, &d);
         o = (block_shape){s.b, b->cout, d.h_out, d.w_out};
         break;
     case BLOCK_CONVT: {
         nn_convt2d_desc dt;
         OPTVQ_TRY(block_convt_desc(&dt, b, s));
-        need->ws = need->ws_infer = nn_convt2d_workspace(&dt);
+        need->ws = need->ws_infer = need->ws_infer_bf16 = nn_convt2d_workspace(&dt);
         o = (block_shape){s.b, b->cout, dt.h_out, dt.w_out};
         break;
     }
@@ -197,14 +204,14 @@ optvq_status block_plan(const block *b, block_shape s, block_shape *out, block_n
         o.c = b->cout;
         OPTVQ_TRY(same_desc(&d, s, b->cout, 3)); /* conv1 */
         need->ws = nn_conv2d_workspace(&d);
-        need->ws_infer = nn_conv2d_workspace_infer(&d);
+        need_conv_infer(need, &d);
         OPTVQ_TRY(same_desc(&d, o, b->cout, 3)); /* conv2 */
         need->ws = max_sz(need->ws, nn_conv2d_workspace(&d));
-        need->ws_infer = max_sz(need->ws_infer, nn_conv2d_workspace_infer(&d));
+        need_conv_infer(need, &d);
         if (b->cin != b->cout) {
             OPTVQ_TRY(same_desc(&d, s, b->cout, 1)); /* nin_shortcut */
             need->ws = max_sz(need->ws, nn_conv2d_workspace(&d));
-            need->ws_infer = max_sz(need->ws_infer, nn_conv2d_workspace_infer(&d));
+            need_conv_infer(need, &d);
         }
         need->saved = numel(o);
         need->scratch = max_sz(numel(s), numel(o));
@@ -215,7 +222,7 @@ optvq_status block_plan(const block *b, block_shape s, block_shape *out, block_n
     case BLOCK_ATTN: {
         OPTVQ_TRY(check_groups(b, s.c));
         nn_attn_desc a = attn_desc(s);
-        need->ws = need->ws_infer = nn_attn_workspace(&a);
+        need->ws = need->ws_infer = need->ws_infer_bf16 = nn_attn_workspace(&a);
         need->saved = nn_attn_saved(&a);
         break;
     }
@@ -223,7 +230,7 @@ optvq_status block_plan(const block *b, block_shape s, block_shape *out, block_n
         block_shape u = {s.b, s.c, 2 * s.h, 2 * s.w};
         OPTVQ_TRY(same_desc(&d, u, b->cout, 3));
         need->ws = nn_conv2d_workspace(&d);
-        need->ws_infer = nn_conv2d_workspace_infer(&d);
+        need_conv_infer(need, &d);
         o = (block_shape){s.b, b->cout, d.h_out, d.w_out};
         need->scratch = numel(u);
         need->scratch_infer = 1;
@@ -252,13 +259,13 @@ static optvq_status norm_swish(float *y, const float *x, const block_layer *n, b
     return OPTVQ_OK;
 }
 
-/* wino: the inference filter cache, or NULL (training) */
+/* conv: the inference convolutions' cache, or NULL (training) */
 static optvq_status conv_same(float *y, const float *x, const block_layer *l, block_shape s, int64_t cout, int64_t k,
-                              nn_workspace *ws, nn_winograd_cache *wino)
+                              nn_workspace *ws, nn_conv_cache *conv)
 {
     nn_conv2d_desc d;
     OPTVQ_TRY(same_desc(&d, s, cout, k));
-    return nn_conv2d_forward_infer(y, x, l->w, l->b, &d, ws, wino);
+    return nn_conv2d_forward_infer(y, x, l->w, l->b, &d, ws, conv);
 }
 
 static optvq_status conv_same_backward(float *dx, const float *dy, const float *x, const block_layer *l,
@@ -277,16 +284,16 @@ static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
  * reuses S once conv2 has read it. One scratch buffer, so inference holds
  * three activations at a time (x, y, S). */
 static optvq_status resblock_forward(const block *b, float *y, const float *x, block_shape s, float *saved,
-                                     float *const *scratch, nn_workspace *ws, nn_winograd_cache *wino)
+                                     float *const *scratch, nn_workspace *ws, nn_conv_cache *conv)
 {
     block_shape so = {s.b, b->cout, s.h, s.w};
     float *S = scratch[0], *h1 = saved ? saved : y;
     OPTVQ_TRY(norm_swish(S, x, &b->norm1, s));
-    OPTVQ_TRY(conv_same(h1, S, &b->conv1, s, b->cout, 3, ws, wino));
+    OPTVQ_TRY(conv_same(h1, S, &b->conv1, s, b->cout, 3, ws, conv));
     OPTVQ_TRY(norm_swish(S, h1, &b->norm2, so));
-    OPTVQ_TRY(conv_same(y, S, &b->conv2, so, b->cout, 3, ws, wino));
+    OPTVQ_TRY(conv_same(y, S, &b->conv2, so, b->cout, 3, ws, conv));
     if (b->nin.w) {
-        OPTVQ_TRY(conv_same(S, x, &b->nin, s, b->cout, 1, ws, wino));
+        OPTVQ_TRY(conv_same(S, x, &b->nin, s, b->cout, 1, ws, conv));
         nn_add_forward(y, y, S, (int64_t)numel(so));
     } else {
         nn_add_forward(y, y, x, (int64_t)numel(so));
@@ -332,11 +339,11 @@ static optvq_status resblock_backward(const block *b, float *dx, float *dy, cons
 
 /* Upsample: U = nearest x2 of x (scratch[0]), y = conv3x3(U). */
 static optvq_status upconv_forward(const block *b, float *y, const float *x, block_shape s, float *U,
-                                   nn_workspace *ws, nn_winograd_cache *wino)
+                                   nn_workspace *ws, nn_conv_cache *conv)
 {
     nn_upsample2x_forward(U, x, s.b * s.c, s.h, s.w);
     block_shape su = {s.b, s.c, 2 * s.h, 2 * s.w};
-    return conv_same(y, U, &b->conv, su, b->cout, 3, ws, wino);
+    return conv_same(y, U, &b->conv, su, b->cout, 3, ws, conv);
 }
 
 static optvq_status upconv_backward(const block *b, float *dx, const float *dy, const float *x, block_shape s,
@@ -367,13 +374,13 @@ static optvq_status norm_swish_backward(const block *b, float *dx, const float *
 /* ---- dispatch ---- */
 
 optvq_status block_forward(const block *b, float *y, const float *x, block_shape s, float *saved,
-                           float *const *scratch, nn_workspace *ws, nn_winograd_cache *wino)
+                           float *const *scratch, nn_workspace *ws, nn_conv_cache *conv)
 {
     nn_conv2d_desc d;
     switch (b->kind) {
     case BLOCK_CONV:
         OPTVQ_TRY(block_conv_desc(&d, b, s));
-        return nn_conv2d_forward_infer(y, x, b->conv.w, b->conv.b, &d, ws, wino);
+        return nn_conv2d_forward_infer(y, x, b->conv.w, b->conv.b, &d, ws, conv);
     case BLOCK_CONVT: {
         nn_convt2d_desc dt;
         OPTVQ_TRY(block_convt_desc(&dt, b, s));
@@ -383,13 +390,13 @@ optvq_status block_forward(const block *b, float *y, const float *x, block_shape
         nn_relu_forward(y, x, (int64_t)numel(s));
         return OPTVQ_OK;
     case BLOCK_RESBLOCK:
-        return resblock_forward(b, y, x, s, saved, scratch, ws, wino);
+        return resblock_forward(b, y, x, s, saved, scratch, ws, conv);
     case BLOCK_ATTN: {
         nn_attn_desc a = attn_desc(s);
         return nn_attn_forward(y, saved, x, &b->ap, &a, ws);
     }
     case BLOCK_UPCONV:
-        return upconv_forward(b, y, x, s, scratch[0], ws, wino);
+        return upconv_forward(b, y, x, s, scratch[0], ws, conv);
     case BLOCK_NORM_SWISH:
         return norm_swish(y, x, &b->conv, s);
     }

@@ -61,8 +61,9 @@ typedef struct block_shape {
 /* What a block needs for one input shape (floats). */
 typedef struct block_need {
     size_t ws;            /* nn workspace                                */
-    size_t ws_infer;      /* nn workspace of an inference forward given a
-                             Winograd cache (only the paths it takes)    */
+    size_t ws_infer;      /* nn workspace of an inference forward given an
+                             fp32 cache (only the paths it takes)        */
+    size_t ws_infer_bf16; /* the same given a bf16 cache                 */
     size_t saved;         /* training: kept from forward for backward    */
     size_t scratch;       /* per scratch buffer                          */
     int scratch_infer;    /* scratch buffers for an inference forward    */
@@ -81,11 +82,12 @@ optvq_status block_plan(const block *b, block_shape s, block_shape *out, block_n
 
 /* y <- block(x); y may not alias x. saved: the block's saved state in
  * training, NULL in inference. scratch: as many buffers as block_plan says.
- * wino: inference only, the Winograd filter cache (nn/conv_winograd.h) its
- * 3x3 convolutions use where that pays; NULL: conv2d's direct paths. */
-struct nn_winograd_cache;
+ * conv: inference only, the inference convolutions' cache (nn/conv_infer.h):
+ * its precision, and Winograd transforms or bf16 packed weights; NULL:
+ * conv2d's own paths (training). */
+struct nn_conv_cache;
 optvq_status block_forward(const block *b, float *y, const float *x, block_shape s, float *saved,
-                           float *const *scratch, nn_workspace *ws, struct nn_winograd_cache *wino);
+                           float *const *scratch, nn_workspace *ws, struct nn_conv_cache *conv);
 
 /* Backward after block_forward with saved state: parameter gradients +=,
  * dx (b, cin, h, w) += (NULL: not wanted). dy is used as scratch once read. */

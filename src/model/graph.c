@@ -4,6 +4,7 @@
 #include "model/graph.h"
 
 #include "core/error.h"
+#include "nn/conv_infer.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -305,8 +306,11 @@ optvq_status graph_plan(graph_run *r, block_shape in, graph_need *need)
         block_need bn;
         OPTVQ_TRY(block_plan(&g->blocks[i], r->dims[i], &r->dims[i + 1], &bn));
         need->ws = max_sz(need->ws, bn.ws);
-        /* without a Winograd cache the inference forward takes conv2d's paths */
-        need->ws_infer = max_sz(need->ws_infer, r->wino ? bn.ws_infer : bn.ws);
+        /* without a cache the inference forward takes conv2d's paths */
+        const size_t infer = !r->conv ? bn.ws
+                             : nn_conv_cache_precision(r->conv) == NN_PRECISION_BF16 ? bn.ws_infer_bf16
+                                                                                     : bn.ws_infer;
+        need->ws_infer = max_sz(need->ws_infer, infer);
         need->scratch = max_sz(need->scratch, bn.scratch);
         need->scratch_infer = bn.scratch_infer > need->scratch_infer ? bn.scratch_infer : need->scratch_infer;
         need->scratch_train = bn.scratch_train > need->scratch_train ? bn.scratch_train : need->scratch_train;
@@ -350,7 +354,7 @@ optvq_status graph_forward(const graph_run *r, float *const *scratch, nn_workspa
     const graph *g = r->g;
     for (int i = 0; i < g->n; i++)
         OPTVQ_TRY(block_forward(&g->blocks[i], r->act[i + 1], r->act[i], r->dims[i], r->saved[i], scratch, ws,
-                                r->wino));
+                                r->conv));
     return OPTVQ_OK;
 }
 

@@ -47,9 +47,9 @@ typedef struct graph_run {
     float **act;       /* n + 1: act[i] the input of block i, act[n] the output         */
     float **saved;     /* n: block i's training state; all NULL in inference            */
     size_t *saved_floats; /* n: the size of that state (graph_plan)                    */
-    /* inference only: the filter transforms of the Winograd convolutions
-     * (nn/conv_winograd.h); NULL (training) keeps conv2d's direct paths */
-    struct nn_winograd_cache *wino;
+    /* inference only: the convolutions' precision and derived weights
+     * (nn/conv_infer.h); NULL (training) keeps conv2d's own paths */
+    struct nn_conv_cache *conv;
 } graph_run;
 
 optvq_status graph_run_init(graph_run *r, const graph *g);

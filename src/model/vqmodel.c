@@ -9,7 +9,8 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "model/graph.h"
-#include "nn/conv_winograd.h"
+#include "nn/conv_infer.h"
+#include "nn/gemm_bf16.h"
 #include "nn/nn.h"
 
 #include "core/rng.h"
@@ -31,7 +32,10 @@ struct optvq_model {
     optvq_quantizer *quant;
     graph enc, dec;         /* encoder (+ quant_conv), (post_quant_conv +) decoder */
     graph_run enc_run, dec_run; /* their inference shapes and buffers             */
-    nn_winograd_cache *wino;    /* inference: Winograd filter transforms (4x the 3x3 weights that use them) */
+    /* inference convolutions of the encoder and of the decoder: their
+     * precision, Winograd transforms and bf16 packed weights */
+    nn_conv_cache *enc_conv, *dec_conv;
+    optvq_precision precision;
     nn_workspace ws;
     float *act;             /* ping-pong a, b and the scratch buffers, one block */
     size_t act_floats;
@@ -133,9 +137,11 @@ static optvq_status build(optvq_model *m, uint64_t seed)
     graph_bind(&m->dec, &m->params);
     OPTVQ_TRY(graph_run_init(&m->enc_run, &m->enc));
     OPTVQ_TRY(graph_run_init(&m->dec_run, &m->dec));
-    if (!(m->wino = nn_winograd_cache_create(nn_winograd_cache_budget())))
+    if (!(m->enc_conv = nn_conv_cache_create(nn_conv_cache_budget())) ||
+        !(m->dec_conv = nn_conv_cache_create(nn_conv_cache_budget())))
         return OPTVQ_ERR_NOMEM;
-    m->enc_run.wino = m->dec_run.wino = m->wino; /* the trainer's own runs keep NULL */
+    m->enc_run.conv = m->enc_conv; /* the trainer's own runs keep NULL */
+    m->dec_run.conv = m->dec_conv;
     model_init_params(m, seed);
     return OPTVQ_OK;
 }
@@ -211,7 +217,8 @@ void optvq_model_free(optvq_model *m)
     graph_free(&m->enc);
     graph_free(&m->dec);
     nn_workspace_free(&m->ws);
-    nn_winograd_cache_free(m->wino);
+    nn_conv_cache_free(m->enc_conv);
+    nn_conv_cache_free(m->dec_conv);
     free(m->act);
     free(m->z);
     free(m);
@@ -334,6 +341,25 @@ void optvq_model_set_assign(optvq_model *m, optvq_assign assign)
     if (optvq_quantizer_set_assign(m->quant, assign) == OPTVQ_OK)
         m->cfg.quantize.assign = assign;
 }
+
+optvq_status optvq_model_set_precision(optvq_model *m, optvq_precision precision)
+{
+    if (!m)
+        return null_arg(__func__, "m");
+    if (precision != OPTVQ_PRECISION_FP32 && precision != OPTVQ_PRECISION_BF16 &&
+        precision != OPTVQ_PRECISION_BF16_ALL)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "%s: unknown precision %d", __func__, (int)precision);
+    /* the next encode or decode plans its workspace for the new precision */
+    nn_conv_cache_set_precision(m->enc_conv,
+                                precision == OPTVQ_PRECISION_BF16_ALL ? NN_PRECISION_BF16 : NN_PRECISION_FP32);
+    nn_conv_cache_set_precision(m->dec_conv, precision == OPTVQ_PRECISION_FP32 ? NN_PRECISION_FP32 : NN_PRECISION_BF16);
+    m->precision = precision;
+    return OPTVQ_OK;
+}
+
+optvq_precision optvq_model_get_precision(const optvq_model *m) { return m ? m->precision : OPTVQ_PRECISION_FP32; }
+
+int optvq_bf16_native(void) { return nn_bf16_available(); }
 
 optvq_quantizer *optvq_model_quantizer(optvq_model *m)
 {

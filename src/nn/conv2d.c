@@ -124,13 +124,7 @@ size_t nn_conv2d_workspace(const nn_conv2d_desc *d)
     return own > wino ? own : wino;
 }
 
-size_t nn_conv2d_workspace_infer(const nn_conv2d_desc *d)
-{
-    /* the path nn_conv2d_forward_infer takes given a cache: one or the other */
-    if (nn_conv_winograd_pays(d) && nn_conv_winograd_enabled())
-        return nn_conv_winograd_workspace(d);
-    return fwd_workspace(d);
-}
+size_t nn_conv2d_forward_workspace(const nn_conv2d_desc *d) { return fwd_workspace(d); }
 
 /* y[:, p0:p0+cols] = bias (or 0), row stride P. */
 static void fill_bias(float *y, const float *b, int64_t c_out, int64_t P, int64_t p0, int64_t cols)

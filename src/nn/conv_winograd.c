@@ -23,7 +23,7 @@
  * Several chunks: each OpenMP thread takes whole chunks. One chunk (small
  * images): the threads share it, split over input channels, transform points
  * and output channels in turn. U comes from the caller's cache
- * (nn_winograd_cache) or, beyond its budget, is recomputed into the workspace.
+ * (nn_conv_cache, nn/conv_infer.h) or, beyond its budget, is recomputed into the workspace.
  * The transforms run along a tile row at a time, vectorised over its tiles:
  * the input rows are split into the four column phases (x = 4 j + p), so
  * element k of tile j's patch row is phase k % 4 at index j + k / 4, and
@@ -157,84 +157,7 @@ size_t nn_conv_winograd_workspace(const nn_conv2d_desc *d)
     return floats;
 }
 
-/* ---- filter transform and the cache ---- */
-
-typedef struct wino_entry {
-    const float *w;
-    int64_t c_out, c_in;
-    uint64_t hash;
-    float *u; /* (36, c_out, c_in) */
-} wino_entry;
-
-struct nn_winograd_cache {
-    wino_entry *e;
-    int n, cap;
-    size_t bytes, budget; /* transforms held, and the most they may take */
-};
-
-nn_winograd_cache *nn_winograd_cache_create(size_t max_bytes)
-{
-    nn_winograd_cache *c = calloc(1, sizeof *c);
-    if (!c) {
-        optvq_fail(OPTVQ_ERR_NOMEM, "winograd: out of memory for the filter cache");
-        return NULL;
-    }
-    c->budget = max_bytes;
-    return c;
-}
-
-size_t nn_winograd_cache_budget(void)
-{
-    const char *e = getenv("OPTVQ_WINOGRAD_CACHE_MB");
-    char *end;
-    if (e && *e) {
-        unsigned long long mb = strtoull(e, &end, 10);
-        if (!*end && mb < ((unsigned long long)1 << 40))
-            return (size_t)mb << 20;
-    }
-    return (size_t)NN_WINOGRAD_CACHE_MB << 20;
-}
-
-void nn_winograd_cache_free(nn_winograd_cache *c)
-{
-    if (!c)
-        return;
-    for (int i = 0; i < c->n; i++)
-        free(c->e[i].u);
-    free(c->e);
-    free(c);
-}
-
-size_t nn_winograd_cache_bytes(const nn_winograd_cache *c)
-{
-    return c ? sizeof *c + (size_t)c->cap * sizeof *c->e + c->bytes : 0;
-}
-
-/* 64-bit hash of the weights' bits: eight independent multiply-xor lanes
- * (memory-bound), folded at the end. */
-static uint64_t weights_hash(const float *w, int64_t count)
-{
-    uint64_t h[8];
-    for (int l = 0; l < 8; l++)
-        h[l] = 0x9E3779B97F4A7C15ull * (uint64_t)(l + 1);
-    int64_t i = 0;
-    for (; i + 8 <= count; i += 8)
-        for (int l = 0; l < 8; l++) {
-            uint32_t v;
-            memcpy(&v, w + i + l, sizeof v);
-            h[l] = (h[l] ^ v) * 0xBF58476D1CE4E5B9ull;
-            h[l] ^= h[l] >> 29;
-        }
-    uint64_t r = (uint64_t)count;
-    for (; i < count; i++) {
-        uint32_t v;
-        memcpy(&v, w + i, sizeof v);
-        r = (r ^ v) * 0x94D049BB133111EBull;
-    }
-    for (int l = 0; l < 8; l++)
-        r = (r ^ h[l]) * 0x94D049BB133111EBull ^ (r >> 31);
-    return r;
-}
+/* ---- filter transform ---- */
 
 /* G applied to three taps (a, b, c) of a filter column or row. */
 #define G6(a, b, c, r0, r1, r2, r3, r4, r5)                                                                         \
@@ -284,44 +207,28 @@ static void transform_filters(float *u, const float *w, int64_t c_out, int64_t c
     }
 }
 
+typedef struct filter_shape {
+    int64_t c_out, c_in;
+} filter_shape;
+
+static optvq_status fill_transform(void *dst, const float *w, const void *ctx)
+{
+    const filter_shape *f = ctx;
+    transform_filters(dst, w, f->c_out, f->c_in);
+    return OPTVQ_OK;
+}
+
 /* The transform of w: from the cache, computed into the cache while its
  * budget allows, else computed into `scratch` (36 c_out c_in floats). */
-static optvq_status filters_for(nn_winograd_cache *c, const float *w, int64_t c_out, int64_t c_in, float *scratch,
+static optvq_status filters_for(nn_conv_cache *c, const float *w, int64_t c_out, int64_t c_in, float *scratch,
                                 const float **u)
 {
-    const uint64_t h = weights_hash(w, c_out * c_in * 9);
-    const size_t bytes = (size_t)(WINO_P * c_out * c_in) * sizeof(float);
-    wino_entry *e = NULL;
-    for (int i = 0; i < c->n; i++)
-        if (c->e[i].w == w && c->e[i].c_out == c_out && c->e[i].c_in == c_in) {
-            e = &c->e[i];
-            break;
-        }
-    if (e && e->hash == h) {
-        *u = e->u;
-        return OPTVQ_OK;
-    }
-    if (!e && c->bytes + bytes <= c->budget) {
-        if (c->n == c->cap) {
-            int cap = c->cap ? 2 * c->cap : 16;
-            wino_entry *ne = realloc(c->e, (size_t)cap * sizeof *ne);
-            if (!ne)
-                return optvq_fail(OPTVQ_ERR_NOMEM, "winograd: out of memory for the filter cache");
-            c->e = ne;
-            c->cap = cap;
-        }
-        float *buf = aligned_alloc(64, (size_t)round_up((int64_t)bytes, 64));
-        if (!buf)
-            return optvq_fail(OPTVQ_ERR_NOMEM, "winograd: cannot allocate %zu bytes of filter transforms", bytes);
-        e = &c->e[c->n++];
-        *e = (wino_entry){w, c_out, c_in, 0, buf};
-        c->bytes += bytes;
-    }
-    float *dst = e ? e->u : scratch;
-    transform_filters(dst, w, c_out, c_in);
-    if (e)
-        e->hash = h;
-    *u = dst;
+    const filter_shape f = {c_out, c_in};
+    const void *got;
+    OPTVQ_TRY(nn_conv_cache_derived(c, NN_DERIVED_WINOGRAD, w, c_out * c_in * 9,
+                                    (size_t)(WINO_P * c_out * c_in) * sizeof(float), fill_transform, &f, scratch,
+                                    &got));
+    *u = got;
     return OPTVQ_OK;
 }
 
@@ -529,7 +436,7 @@ static void output_seg(float *y, const float *restrict M, const float *b, const 
 /* ---- forward ---- */
 
 optvq_status nn_conv_winograd_forward(float *y, const float *x, const float *w, const float *b,
-                                      const nn_conv2d_desc *d, nn_workspace *ws, nn_winograd_cache *cache)
+                                      const nn_conv2d_desc *d, nn_workspace *ws, nn_conv_cache *cache)
 {
     if (!y || !x || !w || !d || !cache)
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "conv_winograd_forward: NULL argument");
@@ -604,12 +511,4 @@ optvq_status nn_conv_winograd_forward(float *y, const float *x, const float *w, 
         }
     }
     return OPTVQ_OK;
-}
-
-optvq_status nn_conv2d_forward_infer(float *y, const float *x, const float *w, const float *b,
-                                     const nn_conv2d_desc *d, nn_workspace *ws, nn_winograd_cache *cache)
-{
-    if (cache && d && nn_conv_winograd_pays(d) && nn_conv_winograd_enabled())
-        return nn_conv_winograd_forward(y, x, w, b, d, ws, cache);
-    return nn_conv2d_forward(y, x, w, b, d, ws);
 }

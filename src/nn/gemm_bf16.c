@@ -64,17 +64,35 @@ int nn_bf16_available(void)
 
 static int use_avx512(void) { return !force_scalar && nn_bf16_available(); }
 
+#if HAVE_AVX512BF16_KERNEL
+/* nn_bf16_round on 16 lanes at a time, the same integer arithmetic (so the
+ * same bits, denormals and NaN included; vcvtneps2bf16 would flush denormals). */
+TARGET_BF16 static int64_t f32_to_bf16_avx512(const float *in, uint16_t *out, int64_t n)
+{
+    const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x40);
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i u = _mm512_loadu_si512(in + i);
+        const __m512i hi = _mm512_srli_epi32(u, 16);
+        const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(hi, one))), 16);
+        const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+        const __m512i r = _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(hi, quiet));
+        _mm256_storeu_si256((__m256i *)(out + i), _mm512_cvtepi32_epi16(r));
+    }
+    return i;
+}
+#endif
+
 void nn_f32_to_bf16(const float *in, uint16_t *out, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &in[i], sizeof u);
-        /* round to nearest even: add 0x7fff plus the lowest kept bit; a carry
-         * into the exponent is the correct rounding (up to Inf at the top) */
-        uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-        uint32_t quiet_nan = (u >> 16) | 0x40u; /* NaN payloads may round to Inf: keep NaN */
-        out[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
-    }
+    int64_t i = 0;
+#if HAVE_AVX512BF16_KERNEL
+    if (use_avx512())
+        i = f32_to_bf16_avx512(in, out, n);
+#endif
+    for (; i < n; i++)
+        out[i] = nn_bf16_round(in[i]);
 }
 
 void nn_bf16_to_f32(const uint16_t *in, float *out, int64_t n)
@@ -168,52 +186,126 @@ optvq_status nn_gemm_bf16_pack_a(int64_t M, int64_t K, const uint16_t *A, int64_
     return OPTVQ_OK;
 }
 
-/* ---- packing B: columns n0 .. n0 + ncols, pairs p0 .. p0 + kc of K ---- */
-
-static void pack_b_scalar(const uint16_t *B, int64_t ldb, int64_t K, int64_t p0, int64_t kc, int64_t n0,
-                          int64_t ncols, uint16_t *dst)
+optvq_status nn_gemm_bf16_pack_a_f32(int64_t M, int64_t K, const float *A, int64_t lda, uint16_t *packed)
 {
+    if (M < 0 || K < 0 || M > MAX_DIM || K > MAX_DIM || lda < K)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "gemm_bf16 pack A: bad sizes M %lld K %lld lda %lld",
+                          (long long)M, (long long)K, (long long)lda);
+    if (M == 0 || K == 0)
+        return OPTVQ_OK;
+    if (!A || !packed)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "gemm_bf16 pack A: NULL matrix");
+    const int64_t kp = (K + 1) / 2, panels = (M + MR - 1) / MR;
+#pragma omp parallel for schedule(static) num_threads(optvq_threads_for(20.0 * (double)M * (double)K))
+    for (int64_t r = 0; r < panels; r++) {
+        uint16_t *dst = packed + r * kp * MR * 2;
+        for (int64_t i = 0; i < MR; i++) {
+            const int64_t row = r * MR + i;
+            const float *src = row < M ? A + row * lda : NULL;
+            for (int64_t p = 0; p < kp; p++) {
+                dst[(p * MR + i) * 2] = src ? nn_bf16_round(src[2 * p]) : 0;
+                dst[(p * MR + i) * 2 + 1] = src && 2 * p + 1 < K ? nn_bf16_round(src[2 * p + 1]) : 0;
+            }
+        }
+    }
+    return OPTVQ_OK;
+}
+
+/* ---- packing B: columns n0 .. n0 + ncols, pairs p0 .. p0 + kc of K ----
+ *
+ * B is a view: element (k, n) at base[row(k) + col(n)], row(k) = k * ldb or
+ * row_off[k], col(n) = n or col_off[n]. A dense matrix has no tables; a
+ * convolution passes the offsets of its taps and output positions (im2col
+ * without the copy). */
+
+typedef struct b_view {
+    const uint16_t *base;
+    int64_t ldb;
+    const int64_t *row_off, *col_off; /* NULL: k * ldb, n */
+} b_view;
+
+static inline int64_t row_of(const b_view *b, int64_t k) { return b->row_off ? b->row_off[k] : k * b->ldb; }
+static inline int64_t col_of(const b_view *b, int64_t n) { return b->col_off ? b->col_off[n] : n; }
+
+/* Bit h of the result: the 16 columns n0 + 16 h .. + 15 are all inside the
+ * chunk and consecutive in memory (one vector load per row). ncols <= 1024. */
+static uint64_t contiguous_halves(const b_view *b, int64_t n0, int64_t ncols)
+{
+    uint64_t bits = 0;
+    for (int64_t h = 0; 16 * (h + 1) <= ncols; h++) {
+        const int64_t j = n0 + 16 * h;
+        int ok = 1;
+        for (int64_t t = 1; ok && t < 16 && b->col_off; t++)
+            ok = b->col_off[j + t] == b->col_off[j] + t;
+        bits |= (uint64_t)ok << h;
+    }
+    return bits;
+}
+
+static void pack_b_scalar(const b_view *b, int64_t K, int64_t p0, int64_t kc, int64_t n0, int64_t ncols,
+                          uint64_t contiguous, uint16_t *dst)
+{
+    (void)contiguous;
     for (int64_t s = 0; s * NR < ncols; s++) {
         const int64_t j0 = n0 + s * NR, nn = ncols - s * NR < NR ? ncols - s * NR : NR;
         uint16_t *sub = dst + s * kc * NR * 2;
         for (int64_t p = 0; p < kc; p++) {
             const int64_t k = 2 * (p0 + p);
-            const uint16_t *r0 = B + k * ldb + j0, *r1 = k + 1 < K ? B + (k + 1) * ldb + j0 : NULL;
+            const uint16_t *r0 = b->base + row_of(b, k), *r1 = k + 1 < K ? b->base + row_of(b, k + 1) : NULL;
             uint16_t *d = sub + p * NR * 2;
             for (int64_t j = 0; j < NR; j++) {
-                d[2 * j] = j < nn ? r0[j] : 0;
-                d[2 * j + 1] = j < nn && r1 ? r1[j] : 0;
+                const int64_t c = j < nn ? col_of(b, j0 + j) : 0;
+                d[2 * j] = j < nn ? r0[c] : 0;
+                d[2 * j + 1] = j < nn && r1 ? r1[c] : 0;
             }
         }
     }
 }
 
 #if HAVE_AVX512BF16_KERNEL
-TARGET_BF16 static void pack_b_avx512(const uint16_t *B, int64_t ldb, int64_t K, int64_t p0, int64_t kc,
-                                      int64_t n0, int64_t ncols, uint16_t *dst)
+TARGET_BF16 static void pack_b_avx512(const b_view *b, int64_t K, int64_t p0, int64_t kc, int64_t n0,
+                                      int64_t ncols, uint64_t contiguous, uint16_t *dst)
 {
     /* pair-major: each row segment is read front to back (B is usually far
      * bigger than the caches; sequential reads let the prefetchers stream it) */
     for (int64_t p = 0; p < kc; p++) {
         const int64_t k = 2 * (p0 + p);
         const int has_r1 = k + 1 < K;
-        const uint16_t *r0 = B + k * ldb + n0, *r1 = has_r1 ? B + (k + 1) * ldb + n0 : r0;
+        const uint16_t *r0 = b->base + row_of(b, k), *r1 = has_r1 ? b->base + row_of(b, k + 1) : r0;
+        const uint16_t *pf0 = NULL, *pf1 = NULL;
+        if (p + PREFETCH_PAIRS < kc && k + 2 * PREFETCH_PAIRS + 1 < K) {
+            pf0 = b->base + row_of(b, k + 2 * PREFETCH_PAIRS);
+            pf1 = b->base + row_of(b, k + 2 * PREFETCH_PAIRS + 1);
+        }
         for (int64_t s = 0; s * NR < ncols; s++) {
             const int64_t nn = ncols - s * NR < NR ? ncols - s * NR : NR;
-            /* valid columns of each 16-column half (masked loads read nothing past N) */
-            const __mmask16 m0 = nn >= 16 ? 0xffff : (__mmask16)((1u << nn) - 1);
-            const __mmask16 m1 = nn >= 32 ? 0xffff : nn > 16 ? (__mmask16)((1u << (nn - 16)) - 1) : 0;
             uint16_t *d = dst + s * kc * NR * 2 + p * NR * 2;
-            if (p + PREFETCH_PAIRS < kc && k + 2 * PREFETCH_PAIRS + 1 < K) {
-                _mm_prefetch((const char *)(r0 + 2 * PREFETCH_PAIRS * ldb + s * NR), _MM_HINT_T0);
-                _mm_prefetch((const char *)(r0 + (2 * PREFETCH_PAIRS + 1) * ldb + s * NR), _MM_HINT_T0);
+            if (pf0) {
+                const int64_t c = col_of(b, n0 + s * NR);
+                _mm_prefetch((const char *)(pf0 + c), _MM_HINT_T0);
+                _mm_prefetch((const char *)(pf1 + c), _MM_HINT_T0);
             }
             for (int h = 0; h < 2; h++) {
-                const __mmask16 m = h ? m1 : m0, m_odd = has_r1 ? m : 0;
-                const int64_t j = s * NR + 16 * h;
-                __m512i even = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r0 + j));
-                __m512i odd = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m_odd, r1 + j));
-                _mm512_storeu_si512(d + 32 * h, _mm512_or_si512(even, _mm512_slli_epi32(odd, 16)));
+                const int64_t jl = s * NR + 16 * h, valid = nn - 16 * h; /* columns of this half */
+                if (valid <= 0) {
+                    _mm512_storeu_si512(d + 32 * h, _mm512_setzero_si512());
+                    continue;
+                }
+                if (!b->col_off || ((contiguous >> (jl / 16)) & 1)) {
+                    /* masked loads read nothing past the chunk's last column */
+                    const __mmask16 m = valid >= 16 ? 0xffff : (__mmask16)((1u << valid) - 1);
+                    const __mmask16 m_odd = has_r1 ? m : 0;
+                    const int64_t c = col_of(b, n0 + jl);
+                    __m512i even = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r0 + c));
+                    __m512i odd = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m_odd, r1 + c));
+                    _mm512_storeu_si512(d + 32 * h, _mm512_or_si512(even, _mm512_slli_epi32(odd, 16)));
+                } else {
+                    for (int64_t t = 0; t < 16; t++) {
+                        const int64_t c = t < valid ? col_of(b, n0 + jl + t) : 0;
+                        d[32 * h + 2 * t] = t < valid ? r0[c] : 0;
+                        d[32 * h + 2 * t + 1] = t < valid && has_r1 ? r1[c] : 0;
+                    }
+                }
             }
         }
     }
@@ -279,7 +371,7 @@ static void kernel_scalar(int64_t kc, const uint16_t *a, const uint16_t *b, floa
 }
 
 typedef void (*kernel_fn)(int64_t, const uint16_t *, const uint16_t *, float *, int64_t, int);
-typedef void (*pack_fn)(const uint16_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, uint16_t *);
+typedef void (*pack_fn)(const b_view *, int64_t, int64_t, int64_t, int64_t, int64_t, uint64_t, uint16_t *);
 
 /* One tile of C (rows x cols <= MR x NR); partial tiles go through a full
  * temporary so the kernel always does the same work. */
@@ -301,7 +393,7 @@ static void run_tile(kernel_fn kernel, int64_t kc, const uint16_t *a, const uint
 }
 
 static void run_unit(const gemm_plan *pl, int64_t unit, int64_t M, int64_t N, int64_t K,
-                     const uint16_t *packed_a, const uint16_t *B, int64_t ldb, float *C, int64_t ldc,
+                     const uint16_t *packed_a, const b_view *B, float *C, int64_t ldc,
                      uint16_t *bpack, kernel_fn kernel, pack_fn pack)
 {
     const int64_t chunk = unit / pl->m_groups, group = unit % pl->m_groups;
@@ -309,9 +401,10 @@ static void run_unit(const gemm_plan *pl, int64_t unit, int64_t M, int64_t N, in
     const int64_t r_begin = group * pl->panels_per_group;
     const int64_t r_end = r_begin + pl->panels_per_group < pl->m_panels ? r_begin + pl->panels_per_group
                                                                         : pl->m_panels;
+    const uint64_t contiguous = contiguous_halves(B, n0, ncols);
     for (int64_t kb = 0; kb < pl->nkb; kb++) {
         const int64_t p0 = kb * pl->kcp, kc = pl->kp - p0 < pl->kcp ? pl->kp - p0 : pl->kcp;
-        pack(B, ldb, K, p0, kc, n0, ncols, bpack);
+        pack(B, K, p0, kc, n0, ncols, contiguous, bpack);
         for (int64_t r = r_begin; r < r_end; r++) {
             const int64_t rows = M - r * MR < MR ? M - r * MR : MR;
             const uint16_t *a = packed_a + (r * pl->kp + p0) * MR * 2;
@@ -332,10 +425,10 @@ static optvq_status check_dims(const char *fn, int64_t M, int64_t N, int64_t K, 
     return OPTVQ_OK;
 }
 
-optvq_status nn_gemm_bf16_packed(int64_t M, int64_t N, int64_t K, const uint16_t *packed_a, const uint16_t *B,
-                                 int64_t ldb, float *C, int64_t ldc, void *ws, size_t ws_bytes)
+/* C = packed_a * B for a checked B view. */
+static optvq_status gemm_view(int64_t M, int64_t N, int64_t K, const uint16_t *packed_a, const b_view *B, float *C,
+                              int64_t ldc, void *ws, size_t ws_bytes)
 {
-    OPTVQ_TRY(check_dims("gemm_bf16", M, N, K, ldb, ldc));
     if (M == 0 || N == 0)
         return OPTVQ_OK;
     if (!C)
@@ -345,7 +438,7 @@ optvq_status nn_gemm_bf16_packed(int64_t M, int64_t N, int64_t K, const uint16_t
             memset(C + i * ldc, 0, (size_t)N * sizeof(float));
         return OPTVQ_OK;
     }
-    if (!packed_a || !B)
+    if (!packed_a || !B->base)
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "gemm_bf16: NULL input");
     const gemm_plan pl = make_plan(M, N, K);
     const size_t need = (size_t)pl.nt * pl.ws_per_thread;
@@ -377,10 +470,31 @@ optvq_status nn_gemm_bf16_packed(int64_t M, int64_t N, int64_t K, const uint16_t
         uint16_t *bpack = (uint16_t *)(base + (size_t)tid * pl.ws_per_thread);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t u = 0; u < units; u++)
-            run_unit(&pl, u, M, N, K, packed_a, B, ldb, C, ldc, bpack, kernel, pack);
+            run_unit(&pl, u, M, N, K, packed_a, B, C, ldc, bpack, kernel, pack);
     }
     free(own);
     return OPTVQ_OK;
+}
+
+optvq_status nn_gemm_bf16_packed(int64_t M, int64_t N, int64_t K, const uint16_t *packed_a, const uint16_t *B,
+                                 int64_t ldb, float *C, int64_t ldc, void *ws, size_t ws_bytes)
+{
+    OPTVQ_TRY(check_dims("gemm_bf16", M, N, K, ldb, ldc));
+    const b_view view = {B, ldb, NULL, NULL};
+    if (!B && M > 0 && N > 0 && K > 0)
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "gemm_bf16: NULL input");
+    return gemm_view(M, N, K, packed_a, &view, C, ldc, ws, ws_bytes);
+}
+
+optvq_status nn_gemm_bf16_packed_gather(int64_t M, int64_t N, int64_t K, const uint16_t *packed_a,
+                                        const uint16_t *base, const int64_t *row_off, const int64_t *col_off,
+                                        float *C, int64_t ldc, void *ws, size_t ws_bytes)
+{
+    OPTVQ_TRY(check_dims("gemm_bf16 gather", M, N, K, N, ldc));
+    if (M > 0 && N > 0 && K > 0 && (!base || !row_off || !col_off))
+        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "gemm_bf16 gather: NULL input");
+    const b_view view = {base, 0, row_off, col_off};
+    return gemm_view(M, N, K, packed_a, &view, C, ldc, ws, ws_bytes);
 }
 
 optvq_status nn_gemm_bf16(int64_t M, int64_t N, int64_t K, const uint16_t *A, int64_t lda, const uint16_t *B,

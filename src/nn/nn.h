@@ -159,8 +159,11 @@ typedef struct nn_conv2d_desc {
 optvq_status nn_conv2d_init(nn_conv2d_desc *d, int64_t n, int64_t c_in, int64_t h_in,
                             int64_t w_in, int64_t c_out, int64_t kh, int64_t kw, int64_t stride,
                             int64_t pad_t, int64_t pad_b, int64_t pad_l, int64_t pad_r);
-/* Workspace (floats) for forward and backward at the current thread count. */
+/* Workspace (floats) for forward and backward at the current thread count
+ * (also enough for the fp32 inference forward, nn/conv_infer.h). */
 size_t nn_conv2d_workspace(const nn_conv2d_desc *d);
+/* Workspace (floats) for nn_conv2d_forward alone. */
+size_t nn_conv2d_forward_workspace(const nn_conv2d_desc *d);
 /* y (n, c_out, h_out, w_out) <- x (n, c_in, h_in, w_in), w (c_out, c_in, kh, kw),
  * b (c_out) or NULL. */
 optvq_status nn_conv2d_forward(float *y, const float *x, const float *w, const float *b,

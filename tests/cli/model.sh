@@ -75,4 +75,26 @@ expect_bad truncated_pth "trunc.pth" "$tmp/o6.npy" \
     "$BIN" encode --config "$REF/config.yaml" --weights "$tmp/trunc.pth" --input "$REF/x.npy" --out "$tmp/o6.npy"
 expect_bad missing_model "nope" "$tmp/o7.npy" \
     "$BIN" encode --model "$tmp/nope" --input "$REF/x.npy" --out "$tmp/o7.npy"
+
+# --precision: the small model's layers are under the bf16 threshold, so its
+# outputs stay fp32's; the f16 h4 architecture (random weights, 64x64) takes
+# the bf16 path: tokens equal fp32's, the reconstruction close but not equal,
+# decode(encode(x)) == reconstruct(x) in bf16 too; bad values are usage errors
+"$BIN" reconstruct --model "$M" --input "$REF/x.npy" --out "$tmp/rec16.npy" --precision bf16 2>/dev/null \
+    || fail "reconstruct --precision bf16"
+cmp -s "$tmp/rec.npy" "$tmp/rec16.npy" || fail "small model: bf16 changed outputs under the threshold"
+"$BIN" reconstruct --model "$M" --input "$REF/x.npy" --out "$tmp/x.npy" --precision bf17 >/dev/null 2>"$tmp/err"
+[ $? -eq 2 ] && grep -q "precision must be one of fp32|bf16|bf16-all" "$tmp/err" || fail "bad --precision: $(cat "$tmp/err")"
+[ ! -e "$tmp/x.npy" ] || fail "bad --precision left an output"
+F16="--config configs/imagenet/optvq_256_f16_h4.yaml --init-random 3"
+"$BIN" reconstruct $F16 --input tests/ref/image/chelsea_crop.png --out "$tmp/r32.npy" --save-indices "$tmp/t32.npy" \
+    --assign nearest 2>/dev/null || fail "f16 fp32 reconstruct"
+"$BIN" reconstruct $F16 --input tests/ref/image/chelsea_crop.png --out "$tmp/r16.npy" --save-indices "$tmp/t16.npy" \
+    --assign nearest --precision bf16 2>/dev/null || fail "f16 bf16 reconstruct"
+cmp -s "$tmp/t32.npy" "$tmp/t16.npy" || fail "f16: bf16 tokens differ from fp32's"
+cmp -s "$tmp/r32.npy" "$tmp/r16.npy" && fail "f16: bf16 reconstruction equals fp32's (path not taken?)"
+"$BIN" decode $F16 --input "$tmp/t16.npy" --out "$tmp/d16.npy" --precision bf16 || fail "f16 bf16 decode"
+cmp -s "$tmp/d16.npy" "$tmp/r16.npy" || fail "f16 bf16: decode(encode(x)) != reconstruct(x)"
+"$BIN" eval --model "$M" --data "$REF/x.npy" --precision bf16 --json "$tmp/e.json" >/dev/null 2>&1 || fail "eval --precision"
+grep -q '"precision":[[:space:]]*"bf16"' "$tmp/e.json" || fail "eval json lacks the precision"
 echo "model CLI ok"
