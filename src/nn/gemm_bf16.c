@@ -54,9 +54,20 @@ void nn_gemm_bf16_force_scalar(int on) { force_scalar = on != 0; }
 int nn_bf16_available(void)
 {
 #if HAVE_AVX512BF16_KERNEL
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
+    /* asked per row by the conversions: look once (every thread finds the
+     * same answer, so the race is benign) */
+    static int known = -1;
+    int v;
+#pragma omp atomic read
+    v = known;
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl");
+#pragma omp atomic write
+        known = v;
+    }
+    return v;
 #else
     return 0;
 #endif
