@@ -2,7 +2,9 @@
  * against the fp32 ones (conv2d's direct / tap-GEMM paths and Winograd) on
  * the f16 h4 coders' layer shapes at 256x256.
  *
- *   bench_conv_bf16 [THREADS] [REPS]     (default 2 threads, 5 reps)
+ *   bench_conv_bf16 [THREADS] [REPS] [scalar]     (default 2 threads, 5 reps)
+ *
+ * `scalar` forces the portable kernel (what a CPU without AVX512-BF16 runs).
  *
  * Per shape (c_in -> c_out, H x W, kernel, stride): the median seconds of
  * REPS runs after one warm-up of conv2d (fp32), Winograd (fp32, 3x3 stride 1
@@ -41,10 +43,12 @@ int main(int argc, char **argv)
 {
     const int threads = argc > 1 ? atoi(argv[1]) : 2;
     const int reps = argc > 2 ? atoi(argv[2]) : 5;
-    if (threads < 1 || reps < 1 || reps > 100) {
-        fprintf(stderr, "usage: bench_conv_bf16 [THREADS >= 1] [REPS 1..100]\n");
+    const int scalar = argc > 3 && !strcmp(argv[3], "scalar");
+    if (threads < 1 || reps < 1 || reps > 100 || (argc > 3 && !scalar)) {
+        fprintf(stderr, "usage: bench_conv_bf16 [THREADS >= 1] [REPS 1..100] [scalar]\n");
         return 2;
     }
+    nn_gemm_bf16_force_scalar(scalar);
     /* c_in, c_out, H (= W), k, stride, pad_t, pad_b */
     static const int64_t shapes[][7] = {
         {128, 128, 256, 3, 1, 1, 1}, {256, 256, 128, 3, 1, 1, 1}, {512, 512, 32, 3, 1, 1, 1},
@@ -54,7 +58,8 @@ int main(int argc, char **argv)
     optvq_set_num_threads(threads);
     openblas_set_num_threads(1);
     printf("bench_conv_bf16: %d threads, median of %d after 1 warm-up; AVX512-BF16 kernel: %s; OpenBLAS core: %s\n",
-           threads, reps, nn_bf16_available() ? "yes" : "no (scalar)", openblas_get_corename());
+           threads, reps, scalar ? "forced off (portable kernel)" : nn_bf16_available() ? "yes" : "no (portable kernel)",
+           openblas_get_corename());
     print_load("before");
     printf("| c_in | c_out | HxW | k/s | GFLOP | fp32 conv2d s | Winograd s | bf16 s | bf16+pack s | conv2d/bf16 | "
            "NMSE bf16 |\n");
