@@ -82,6 +82,11 @@ def main():
     ap.add_argument("--optvq", default=os.path.join(ROOT, "build", "optvq"))
     a = ap.parse_args()
     print(f"inputs: {CONFIG}, seeds {' '.join(map(str, a.seeds))}, results {a.results}")
+    sample = np.random.default_rng(0).normal(0, 2 ** -0.5, (200000, 2, 2))
+    sv = np.linalg.svd(sample, compute_uv=False)
+    cond = sv[:, 0] / sv[:, 1]
+    print("share of 2x2 N(0, 1/2) matrices with condition above 5 / 10 / 20 / 100 (200,000 draws): "
+          + " / ".join(f"{(cond > k).mean():.3f}" for k in (5, 10, 20, 100)))
     print("| draw | seed | singular values of W | condition | run | epoch-1 PSNR | epoch-1 perplexity |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
