@@ -84,4 +84,17 @@ static inline double bench_peak_mib(void)
     return ru.ru_maxrss / 1024.0;
 }
 
+/* Prints the load average (the machine may be shared) with a label. */
+static inline void bench_print_load(const char *when)
+{
+    char buf[128] = "?";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f))
+            snprintf(buf, sizeof buf, "?\n");
+        fclose(f);
+    }
+    printf("load average %s: %s", when, buf);
+}
+
 #endif

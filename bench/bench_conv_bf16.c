@@ -21,18 +21,6 @@
 #include "nn/nn.h"
 #include "optvq/optvq.h"
 
-static void print_load(const char *when)
-{
-    char buf[128] = "?";
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (!fgets(buf, sizeof buf, f))
-            snprintf(buf, sizeof buf, "?\n");
-        fclose(f);
-    }
-    printf("load average %s: %s", when, buf);
-}
-
 static int fail(void)
 {
     fprintf(stderr, "bench_conv_bf16: %s\n", optvq_last_error());
@@ -60,7 +48,7 @@ int main(int argc, char **argv)
     printf("bench_conv_bf16: %d threads, median of %d after 1 warm-up; AVX512-BF16 kernel: %s; OpenBLAS core: %s\n",
            threads, reps, scalar ? "forced off (portable kernel)" : nn_bf16_available() ? "yes" : "no (portable kernel)",
            openblas_get_corename());
-    print_load("before");
+    bench_print_load("before");
     printf("| c_in | c_out | HxW | k/s | GFLOP | fp32 conv2d s | Winograd s | bf16 s | bf16+pack s | conv2d/bf16 | "
            "NMSE bf16 |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -140,7 +128,7 @@ int main(int argc, char **argv)
         free(x), free(w), free(b), free(y32), free(y16), free(pw);
     }
     nn_conv_cache_free(cache);
-    print_load("after");
+    bench_print_load("after");
     for (int i = 0; i < 4; i++)
         free(t[i]);
     return 0;

@@ -19,18 +19,6 @@
 #include "nn/gemm_bf16.h"
 #include "optvq/optvq.h"
 
-static void print_load(const char *when)
-{
-    char buf[128] = "?";
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (!fgets(buf, sizeof buf, f))
-            snprintf(buf, sizeof buf, "?\n");
-        fclose(f);
-    }
-    printf("load average %s: %s", when, buf);
-}
-
 int main(int argc, char **argv)
 {
     const int threads = argc > 1 ? atoi(argv[1]) : 2;
@@ -48,7 +36,7 @@ int main(int argc, char **argv)
      * OPENBLAS_CORETYPE=SkylakeX selects the AVX-512 ones */
     printf("bench_gemm_bf16: %d threads, median of %d after 1 warm-up; AVX512-BF16 kernel: %s; OpenBLAS core: %s\n",
            threads, reps, nn_bf16_available() ? "yes" : "no (scalar)", openblas_get_corename());
-    print_load("before");
+    bench_print_load("before");
     printf("| M | N | K | sgemm s | sgemm GFLOP/s | bf16 s | bf16 GFLOP/s | bf16/sgemm | max|d|/max|C| | NMSE |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|\n");
     double *t_s = malloc((size_t)reps * sizeof(double)), *t_b = malloc((size_t)reps * sizeof(double));
@@ -103,7 +91,7 @@ int main(int argc, char **argv)
         fflush(stdout);
         free(a), free(b), free(cs), free(cb), free(ah), free(bh), free(pa), free(ws);
     }
-    print_load("after");
+    bench_print_load("after");
     free(t_s);
     free(t_b);
     return 0;

@@ -97,11 +97,13 @@ static void run_bf16(const conv_case *c, float *y, int packed)
     nn_workspace_free(&ws);
 }
 
-/* One geometry: exact-input bound, NMSE against fp32, packed == unpacked,
- * 1 thread == 3 threads, scalar == AVX512-BF16. */
-static void check_case(int64_t n, int64_t cin, int64_t h, int64_t w, int64_t cout, int64_t k, int64_t stride,
-                       int64_t pt, int64_t pb, int64_t pl, int64_t pr, optvq_rng *rng)
+/* One geometry g = (n, c_in, h, w, c_out, k, stride, pads t, b, l, r):
+ * exact-input bound, NMSE against fp32, packed == unpacked, 1 thread == 3
+ * threads, scalar == AVX512-BF16. */
+static void check_case(const int64_t g[11], optvq_rng *rng)
 {
+    const int64_t n = g[0], cin = g[1], h = g[2], w = g[3], cout = g[4], k = g[5], stride = g[6];
+    const int64_t pt = g[7], pb = g[8], pl = g[9], pr = g[10];
     conv_case c;
     case_make(&c, n, cin, h, w, cout, k, stride, pt, pb, pl, pr, rng);
     float *y = nnt_zeros(c.ny), *y32 = nnt_zeros(c.ny), *y_other = nnt_zeros(c.ny);
@@ -163,10 +165,8 @@ TEST(conv_bf16_model_geometries)
         {1, 3, 32, 32, 32, 3, 1, 1, 1, 1, 1},  {2, 1, 32, 32, 16, 4, 2, 1, 1, 1, 1},
         {1, 64, 16, 16, 64, 3, 1, 1, 1, 1, 1},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const int64_t *a = cases[i];
-        check_case(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], &rng);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_case(cases[i], &rng);
 }
 
 TEST(conv_bf16_odd_shapes)
@@ -179,10 +179,8 @@ TEST(conv_bf16_odd_shapes)
         {1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},  {1, 3, 5, 7, 13, 3, 1, 1, 1, 1, 1}, {3, 5, 9, 11, 1, 5, 1, 2, 2, 2, 2},
         {1, 7, 20, 19, 5, 3, 3, 1, 0, 2, 1}, {1, 2, 15, 47, 25, 3, 1, 0, 2, 1, 0},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const int64_t *a = cases[i];
-        check_case(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], &rng);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_case(cases[i], &rng);
 }
 
 /* The gathered GEMM equals the dense one on the same matrix, whether the

@@ -296,10 +296,7 @@ int cmd_eval(int argc, char **argv)
     r.c = src.c;
     r.h = src.h;
     r.w = src.w;
-    {
-        const optvq_precision pr = optvq_model_get_precision(m);
-        r.precision = pr == OPTVQ_PRECISION_BF16 ? "bf16" : pr == OPTVQ_PRECISION_BF16_ALL ? "bf16-all" : "fp32";
-    }
+    r.precision = cli_precision_name(optvq_model_get_precision(m));
     r.assign = optvq_quantizer_get_config(optvq_model_quantizer(m))->assign == OPTVQ_ASSIGN_SINKHORN ? "sinkhorn"
                                                                                                     : "nearest";
     eval_source es = {.name = src.what, .n = src.n, .c = src.c, .h = src.h, .w = src.w,

@@ -129,16 +129,23 @@ int cli_write_json(const char *cmd, const char *path, cJSON *object)
     return 0;
 }
 
+/* the --precision values, in optvq_precision's order */
+static const char *const precision_names[] = {"fp32", "bf16", "bf16-all", NULL};
+
+const char *cli_precision_name(optvq_precision p)
+{
+    return p >= OPTVQ_PRECISION_FP32 && p <= OPTVQ_PRECISION_BF16_ALL ? precision_names[p] : "?";
+}
+
 int cli_set_precision(const char *cmd, const cli_opt *opts, optvq_model *m)
 {
-    static const char *const names[] = {"fp32", "bf16", "bf16-all", NULL};
-    static const optvq_precision values[] = {OPTVQ_PRECISION_FP32, OPTVQ_PRECISION_BF16, OPTVQ_PRECISION_BF16_ALL};
+    const char *const *names = precision_names;
     int choice = -1;
     if (cli_get_choice(cmd, opts, "precision", names, &choice))
         return 2;
     if (choice < 0)
         return 0;
-    if (optvq_model_set_precision(m, values[choice]) != OPTVQ_OK) {
+    if (optvq_model_set_precision(m, (optvq_precision)choice) != OPTVQ_OK) {
         fprintf(stderr, "optvq %s: %s\n", cmd, optvq_last_error());
         return 2;
     }

@@ -37,6 +37,8 @@ int cli_write_json(const char *cmd, const char *path, cJSON *object);
 /* --precision fp32|bf16|bf16-all (when given) applied to m; a note on stderr
  * when bf16 runs without AVX512-BF16. 0, or 2 after a usage message. */
 int cli_set_precision(const char *cmd, const cli_opt *opts, optvq_model *m);
+/* "fp32", "bf16" or "bf16-all", as --precision spells them. */
+const char *cli_precision_name(optvq_precision p);
 /* The help lines of --precision (for a command's OPTIONS). */
 #define CLI_HELP_PRECISION                                                                                        \
     "    --precision fp32|bf16|bf16-all\n"                                                                          \

@@ -173,38 +173,17 @@ size_t nn_gemm_bf16_workspace(int64_t M, int64_t N, int64_t K)
     return (nn_gemm_bf16_packed_a_elems(M, K) * sizeof(uint16_t) + 63) / 64 * 64 + packed;
 }
 
-optvq_status nn_gemm_bf16_pack_a(int64_t M, int64_t K, const uint16_t *A, int64_t lda, uint16_t *packed)
+/* Packs A (M x K, row stride lda) given as bf16 (a16) or as fp32 to round
+ * (a32, when a16 is NULL); panels in parallel. */
+static optvq_status pack_a(int64_t M, int64_t K, const uint16_t *a16, const float *a32, int64_t lda,
+                           uint16_t *packed)
 {
     if (M < 0 || K < 0 || M > MAX_DIM || K > MAX_DIM || lda < K)
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "gemm_bf16 pack A: bad sizes M %lld K %lld lda %lld",
                           (long long)M, (long long)K, (long long)lda);
     if (M == 0 || K == 0)
         return OPTVQ_OK;
-    if (!A || !packed)
-        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "gemm_bf16 pack A: NULL matrix");
-    const int64_t kp = (K + 1) / 2, panels = (M + MR - 1) / MR;
-    for (int64_t r = 0; r < panels; r++) {
-        uint16_t *dst = packed + r * kp * MR * 2;
-        for (int64_t i = 0; i < MR; i++) {
-            const int64_t row = r * MR + i;
-            const uint16_t *src = row < M ? A + row * lda : NULL;
-            for (int64_t p = 0; p < kp; p++) {
-                dst[(p * MR + i) * 2] = src ? src[2 * p] : 0;
-                dst[(p * MR + i) * 2 + 1] = src && 2 * p + 1 < K ? src[2 * p + 1] : 0;
-            }
-        }
-    }
-    return OPTVQ_OK;
-}
-
-optvq_status nn_gemm_bf16_pack_a_f32(int64_t M, int64_t K, const float *A, int64_t lda, uint16_t *packed)
-{
-    if (M < 0 || K < 0 || M > MAX_DIM || K > MAX_DIM || lda < K)
-        return optvq_fail(OPTVQ_ERR_INVALID_ARG, "gemm_bf16 pack A: bad sizes M %lld K %lld lda %lld",
-                          (long long)M, (long long)K, (long long)lda);
-    if (M == 0 || K == 0)
-        return OPTVQ_OK;
-    if (!A || !packed)
+    if ((!a16 && !a32) || !packed)
         return optvq_fail(OPTVQ_ERR_INVALID_ARG, "gemm_bf16 pack A: NULL matrix");
     const int64_t kp = (K + 1) / 2, panels = (M + MR - 1) / MR;
 #pragma omp parallel for schedule(static) num_threads(optvq_threads_for(20.0 * (double)M * (double)K))
@@ -212,14 +191,24 @@ optvq_status nn_gemm_bf16_pack_a_f32(int64_t M, int64_t K, const float *A, int64
         uint16_t *dst = packed + r * kp * MR * 2;
         for (int64_t i = 0; i < MR; i++) {
             const int64_t row = r * MR + i;
-            const float *src = row < M ? A + row * lda : NULL;
-            for (int64_t p = 0; p < kp; p++) {
-                dst[(p * MR + i) * 2] = src ? nn_bf16_round(src[2 * p]) : 0;
-                dst[(p * MR + i) * 2 + 1] = src && 2 * p + 1 < K ? nn_bf16_round(src[2 * p + 1]) : 0;
+            for (int64_t k = 0; k < 2 * kp; k++) {
+                const int64_t at = row * lda + k;
+                const uint16_t v = row >= M || k >= K ? 0 : a16 ? a16[at] : nn_bf16_round(a32[at]);
+                dst[((k / 2) * MR + i) * 2 + (k & 1)] = v;
             }
         }
     }
     return OPTVQ_OK;
+}
+
+optvq_status nn_gemm_bf16_pack_a(int64_t M, int64_t K, const uint16_t *A, int64_t lda, uint16_t *packed)
+{
+    return pack_a(M, K, A, NULL, lda, packed);
+}
+
+optvq_status nn_gemm_bf16_pack_a_f32(int64_t M, int64_t K, const float *A, int64_t lda, uint16_t *packed)
+{
+    return pack_a(M, K, NULL, A, lda, packed);
 }
 
 /* ---- packing B: columns n0 .. n0 + ncols, pairs p0 .. p0 + kc of K ----
