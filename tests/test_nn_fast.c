@@ -1,6 +1,7 @@
 /* Optimised nn kernels against their naive twins on larger shapes (several
  * column tiles, channel counts not divisible by the thread count, 1..3 threads),
  * plus the workspace and parameter-registry contracts. */
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "nn/nn.h"
 #include "nn_testutil.h"
@@ -279,6 +280,34 @@ static long resident_pages(const void *p, size_t bytes)
  * registry none of its pages is resident (mincore: a per-page answer, unlike
  * the process's RSS, which a reused heap blurs); gradients read zero, take
  * writes, and a frozen registry drops them (aliases keep theirs). */
+/* Large buffers come 2 MiB-aligned (so that they can be 2 MiB pages), small ones
+ * 64-byte aligned; the zeroing variant zeroes reused memory; nonsense sizes fail. */
+TEST(core_big_alloc)
+{
+    CHECK(optvq_big_alloc(0) == NULL);
+    CHECK(optvq_big_alloc(SIZE_MAX) == NULL);
+    CHECK(optvq_big_calloc(SIZE_MAX - 100) == NULL);
+    const size_t sizes[] = {1, 1000, (4u << 20) - 1, 4u << 20, (9u << 20) + 3};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        const size_t n = sizes[k];
+        unsigned char *a = optvq_big_alloc(n);
+        CHECK(a != NULL);
+        if (!a)
+            continue;
+        const uintptr_t align = n >= (4u << 20) ? (2u << 20) : 64;
+        CHECK_MSG((uintptr_t)a % align == 0, "%zu bytes at %p, not %zu-aligned", n, (void *)a, (size_t)align);
+        memset(a, 0xab, n);
+        free(a);
+        unsigned char *z = optvq_big_calloc(n);
+        CHECK(z != NULL);
+        size_t nonzero = 0;
+        for (size_t i = 0; z && i < n; i++)
+            nonzero += z[i] != 0;
+        CHECK_MSG(nonzero == 0, "%zu of %zu bytes not zeroed", nonzero, n);
+        free(z);
+    }
+}
+
 TEST(nn_params_gradients_on_demand)
 {
     nn_params p;

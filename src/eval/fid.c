@@ -7,6 +7,7 @@
  * buffers (288 x 35 x 35 per image, the largest tensor inside a mixed block)
  * hold the branches, whose results are copied into the output at their channel
  * offsets (torch.cat order). About 15 MB per image in all. */
+#include "core/bigalloc.h"
 #include "eval/fid.h"
 
 #include <cblas.h>
@@ -301,7 +302,7 @@ static optvq_status plan(fid_inception *n, int64_t B)
     n->block_mem = NULL;
     n->batch = 0;
     const size_t big = (size_t)(B * STEM_MAX), small = (size_t)(B * SCRATCH_MAX);
-    n->block_mem = aligned_alloc(64, sizeof(float) * (2 * big + 3 * small));
+    n->block_mem = optvq_big_alloc(sizeof(float) * (2 * big + 3 * small));
     if (!n->block_mem)
         return optvq_fail(OPTVQ_ERR_NOMEM, "fid: cannot allocate %zu MB of activations for a batch of %lld",
                           sizeof(float) * (2 * big + 3 * small) >> 20, (long long)B);

@@ -16,6 +16,7 @@
  * Backward needs only the relu outputs: relu'(x) = [y > 0], the conv backward is
  * data-only (weights are frozen) and the max-pool argmax is recomputed from its
  * input, which is a saved relu output. */
+#include "core/bigalloc.h"
 #include "eval/lpips.h"
 
 #include <math.h>
@@ -360,7 +361,7 @@ static optvq_status plan(lpips_net *l, int64_t B, int64_t H, int64_t W, int want
     if (total > ((size_t)1 << 40) / sizeof(float))
         return optvq_fail(OPTVQ_ERR_NOMEM, "lpips: %lldx3x%lldx%lld needs too much memory",
                           (long long)B, (long long)H, (long long)W);
-    l->block = aligned_alloc(64, total * sizeof(float));
+    l->block = optvq_big_alloc(total * sizeof(float));
     int64_t tiles = 0;
     for (int k = 0; k < N_SLICE; k++) {
         int64_t t = B * ((l->sh[k] * l->sw[k] + POS_TILE - 1) / POS_TILE);

@@ -3,6 +3,7 @@
  * per-tile double sums, fixed summation order), without the backward pass.
  * Both images of every pair go through the trunk as one batch of 2B (x0's
  * first), so each layer is one convolution call. */
+#include "core/bigalloc.h"
 #include "eval/lpips_alex.h"
 
 #include <math.h>
@@ -169,7 +170,7 @@ static optvq_status plan(lpips_alex *l, int64_t B, int64_t H, int64_t W)
     }
     const size_t in_n = round16((size_t)(B2 * 3 * H * W));
     const size_t total = in_n + round16(pooled) + feat_total;
-    l->block = aligned_alloc(64, total * sizeof(float));
+    l->block = optvq_big_alloc(total * sizeof(float));
     l->tile_sum = malloc(sizeof(double) * (size_t)tiles);
     if (!l->block || !l->tile_sum) {
         free_plan(l);

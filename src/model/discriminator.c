@@ -12,6 +12,7 @@
  * while the input fits and grow (never shrink) when it does not.
  * LeakyReLU runs in place on a[i]; its backward tests the sign of the output, which is
  * the sign of the input for slope 0.2 (what torch's inplace=True LeakyReLU does too). */
+#include "core/bigalloc.h"
 #include "model/discriminator.h"
 
 #include "core/error.h"
@@ -327,7 +328,7 @@ static optvq_status plan(discriminator *d, int64_t batch, int64_t height, int64_
     if (need > d->arena_cap) {
         free(d->arena);
         d->arena_cap = 0;
-        d->arena = aligned_alloc(64, need * sizeof(float));
+        d->arena = optvq_big_alloc(need * sizeof(float));
         if (!d->arena)
             return optvq_fail(OPTVQ_ERR_NOMEM, "disc_forward: cannot allocate %zu MB of activations",
                               need * sizeof(float) >> 20);

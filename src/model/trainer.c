@@ -9,6 +9,7 @@
  * all and is reused while the batch and image shape stay the same. Backward
  * needs two gradient buffers (ping-pong between blocks) and up to three
  * scratch buffers, which forward also uses for its temporaries. */
+#include "core/bigalloc.h"
 #include "model/trainer.h"
 
 #include "core/error.h"
@@ -106,7 +107,7 @@ static optvq_status prepare(model_trainer *t, int64_t batch, int64_t height, int
     t->grad_floats = (need.act_max + 15) / 16 * 16;
     t->scratch_floats = (need.scratch + 15) / 16 * 16;
     size_t total = need.train + 2 * t->grad_floats + (size_t)need.scratch_train * t->scratch_floats;
-    t->block = aligned_alloc(64, (total ? total : 16) * sizeof(float));
+    t->block = optvq_big_alloc((total ? total : 16) * sizeof(float));
     if (!t->block)
         return optvq_fail(OPTVQ_ERR_NOMEM, "trainer: out of memory for %zu MiB of activations", total >> 18);
     float *q = t->block;

@@ -4,6 +4,7 @@
  * two buffers plus the blocks' scratch, sized by the graphs' planner, so
  * memory stays a few activations, not the whole graph. One registry holds
  * every parameter, the quantizer's as aliases of its own buffers. */
+#include "core/bigalloc.h"
 #include "model/vqmodel.h"
 
 #include "core/error.h"
@@ -66,7 +67,7 @@ static optvq_status prepare(optvq_model *m, int64_t n, int64_t c, int64_t h, int
     if (floats > m->act_floats) {
         free(m->act);
         m->act_floats = 0;
-        m->act = malloc(floats * sizeof(float));
+        m->act = optvq_big_alloc(floats * sizeof(float));
         if (!m->act)
             return optvq_fail(OPTVQ_ERR_NOMEM, "model: out of memory for activations (%zu MiB)", floats >> 18);
         m->act_floats = floats;
@@ -78,7 +79,7 @@ static optvq_status prepare(optvq_model *m, int64_t n, int64_t c, int64_t h, int
     size_t zf = (size_t)(n * e_dim * lh * lw);
     if (zf > m->z_floats) {
         free(m->z);
-        m->z = malloc(zf * sizeof(float));
+        m->z = optvq_big_alloc(zf * sizeof(float));
         if (!m->z) {
             m->z_floats = 0;
             return optvq_fail(OPTVQ_ERR_NOMEM, "model: out of memory for the latent");

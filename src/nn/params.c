@@ -2,6 +2,7 @@
  * One allocation for all values, one for all gradients. The gradients are an
  * anonymous mapping: its zero pages take no memory until a backward pass
  * writes them, so a model that only runs inference does not pay for them. */
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "nn/nn.h"
 
@@ -109,10 +110,11 @@ optvq_status nn_params_finalize(nn_params *p)
     if (p->finalized)
         return optvq_fail(OPTVQ_ERR_STATE, "nn_params_finalize: called twice");
     size_t bytes = block_bytes(p);
-    p->data = aligned_alloc(64, bytes);
+    p->data = optvq_big_alloc(bytes);
     /* zero-filled and page-aligned; resident only once written */
     void *grad = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     p->grad = grad == MAP_FAILED ? NULL : grad;
+    optvq_big_advise(p->grad, bytes);
     if (!p->data || !p->grad) {
         free(p->data);
         nn_params_drop_grad(p);

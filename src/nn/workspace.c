@@ -1,4 +1,5 @@
 /* The single scratch workspace, and the threaded GEMM helper. */
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "nn/nn.h"
@@ -17,7 +18,7 @@ optvq_status nn_workspace_reserve(nn_workspace *ws, size_t floats)
     if (floats > ((size_t)1 << 36))
         return optvq_fail(OPTVQ_ERR_NOMEM, "nn workspace: %zu floats is absurd", floats);
     size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    float *d = aligned_alloc(64, bytes);
+    float *d = optvq_big_alloc(bytes);
     if (!d)
         return optvq_fail(OPTVQ_ERR_NOMEM, "nn workspace: cannot allocate %zu bytes", bytes);
     free(ws->data);

@@ -1,5 +1,6 @@
 /* The OptVQ quantizer: layout, codebook, assignment, loss, straight-through
  * output, decoding, and the backward pass (docs/behaviour.md §1). */
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/rng.h"
@@ -356,7 +357,7 @@ static optvq_status ensure_capacity(optvq_quantizer *q, int64_t N)
     free(q->xv);
     free(q->xn);
     free(q->idx);
-    q->xv = malloc((size_t)(N * q->d) * sizeof(float));
+    q->xv = optvq_big_alloc((size_t)(N * q->d) * sizeof(float));
     q->xn = malloc((size_t)N * sizeof(float));
     q->idx = malloc((size_t)N * sizeof(int64_t));
     if (!q->xv || !q->xn || !q->idx) {

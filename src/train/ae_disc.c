@@ -1,5 +1,6 @@
 #include "train/ae_disc.h"
 
+#include "core/bigalloc.h"
 #include "core/comm.h"
 #include "core/error.h"
 #include "core/parallel.h"
@@ -46,7 +47,7 @@ static optvq_status reserve(ae_disc *s, int64_t batch, int64_t image_floats, int
     s->per_image = NULL;
     s->image_floats = s->logit_floats = s->batch = 0;
     size_t total = 2 * (size_t)image_floats + 2 * (size_t)s->dw_n + (size_t)logit_floats;
-    s->block = malloc(total * sizeof(float));
+    s->block = optvq_big_alloc(total * sizeof(float));
     s->per_image = malloc((size_t)batch * sizeof(double));
     if (!s->block || !s->per_image)
         return optvq_fail(OPTVQ_ERR_NOMEM, "training step: out of memory for %zu MiB of gradients", total >> 18);

@@ -1,5 +1,6 @@
 #include "train/optimizer.h"
 
+#include "core/bigalloc.h"
 #include "core/comm.h"
 #include "core/parallel.h"
 
@@ -43,7 +44,7 @@ static optvq_status finish_init(optimizer *o, size_t floats, double max_lr, doub
                                 int64_t total_steps)
 {
     o->total = floats;
-    o->m = calloc(floats ? 2 * floats : 1, sizeof(float));
+    o->m = optvq_big_calloc((floats ? 2 * floats : 1) * sizeof(float));
     if (!o->m) {
         optimizer_free(o);
         return optvq_fail(OPTVQ_ERR_NOMEM, "optimizer: out of memory for the moments");
