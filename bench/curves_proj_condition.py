@@ -12,7 +12,11 @@ perplexity after epoch 1 where the curves' results directory has them: of
 the PyTorch run and of optvq trained from the same draw (`--sides torchinit`)
 for PyTorch's draws.
 
-    bench/curves_proj_condition.py [--results DIR] [--optvq BIN] SEED...
+    bench/curves_proj_condition.py [--results DIR] [--optvq BIN] [--draws N] SEED...
+
+--draws N also draws optvq's W for the N seeds 1000..1000+N-1 and prints the
+share above each condition beside the share for exact N(0, 1/2) matrices: a
+check that optvq's draws follow the reference's distribution.
 
 optvq's draws come from `optvq train --epochs 0` (the initial weights of a
 run), PyTorch's from curves_torch.py --save-init (needs python3-torch).
@@ -48,8 +52,10 @@ def read_safetensors(path):
 
 def optvq_draw(binary, seed, tmp):
     run = os.path.join(tmp, f"optvq-{seed}")
+    # --limit: the initial weights do not depend on the data, and reading all of it takes 2 s
     subprocess.run([binary, "train", "--config", CONFIG, "--epochs", "0", "--seed", str(seed), "--out", run,
-                    "--threads", "1"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    "--threads", "1", "--limit", "1024", "--val-limit", "0"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t = read_safetensors(os.path.join(run, "model.safetensors"))
     return t["quantize.proj.weight"]
 
@@ -80,6 +86,7 @@ def main():
     ap.add_argument("seeds", nargs="+", type=int)
     ap.add_argument("--results", default=os.path.join(ROOT, "runs", "curves"))
     ap.add_argument("--optvq", default=os.path.join(ROOT, "build", "optvq"))
+    ap.add_argument("--draws", type=int, default=0)
     a = ap.parse_args()
     print(f"inputs: {CONFIG}, seeds {' '.join(map(str, a.seeds))}, results {a.results}")
     sample = np.random.default_rng(0).normal(0, 2 ** -0.5, (200000, 2, 2))
@@ -87,6 +94,16 @@ def main():
     cond = sv[:, 0] / sv[:, 1]
     print("share of 2x2 N(0, 1/2) matrices with condition above 5 / 10 / 20 / 100 (200,000 draws): "
           + " / ".join(f"{(cond > k).mean():.3f}" for k in (5, 10, 20, 100)))
+    if a.draws > 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            c = []
+            for seed in range(1000, 1000 + a.draws):
+                s = np.linalg.svd(optvq_draw(a.optvq, seed, tmp).astype(np.float64), compute_uv=False)
+                c.append(s[0] / s[1])
+            c = np.array(c)
+        print(f"share of optvq's draws (seeds 1000..{999 + a.draws}) with condition above 5 / 10 / 20 / 100: "
+              + " / ".join(f"{(c > k).mean():.3f}" for k in (5, 10, 20, 100))
+              + f"; its median {np.median(c):.2f}, N(0, 1/2)'s {np.median(cond):.2f}")
     print("| draw | seed | singular values of W | condition | run | epoch-1 PSNR | epoch-1 perplexity |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

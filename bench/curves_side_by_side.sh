@@ -17,7 +17,8 @@
 #        [--epochs 3] [--limit N] [--val-limit 10000] [--batch 1024]
 #        [--sides "torch null kmeans torchinit"] [--report bench/results/curves.md] [--report-only]
 #
-# Hours of CPU: PyTorch ~12 s a step unloaded (58 steps an epoch), optvq ~2 s.
+# Hours of CPU: PyTorch ~4 s a step unloaded (58 steps an epoch; 12-22 s without
+# the 2 MiB pages of bench/torch_malloc.sh), optvq ~2 s.
 # Resumable: each unit (side, start, seed) writes DIR/<unit>/epochs.jsonl; a
 # finished unit is skipped when the script runs again, a PyTorch unit killed
 # mid-run restarts after its last finished epoch (DIR/<unit>/state.pth), an
@@ -35,6 +36,7 @@ if [ -z "${CURVES_SCRIPT_COPY:-}" ]; then
 fi
 trap 'rm -f "$CURVES_SCRIPT_COPY"' EXIT
 cd "$CURVES_REPO"
+. bench/torch_malloc.sh
 BIN=${OPTVQ_BIN:-build/optvq}
 RES=runs/curves
 SEEDS="42 1 2"
@@ -84,7 +86,7 @@ report() {
 finished() { [ -f "$1/epochs.jsonl" ] && [ "$(wc -l <"$1/epochs.jsonl")" -ge "$EPOCHS" ]; }
 
 run_torch() { # SEED DIR
-    /usr/bin/python3 bench/curves_torch.py "$2" "$1" --epochs "$EPOCHS" --limit "$LIMIT" --val-limit "$VAL_LIMIT" \
+    torch_py bench/curves_torch.py "$2" "$1" --epochs "$EPOCHS" --limit "$LIMIT" --val-limit "$VAL_LIMIT" \
         --batch "$BATCH" --threads 2
 }
 
@@ -144,6 +146,7 @@ if [ "$REPORT_ONLY" = 1 ]; then
     exit 0
 fi
 echo "curves: results in $RES ($settings, $STEPS steps an epoch), optvq $BIN, seeds $SEEDS, sides $SIDES"
+echo "curves: $(torch_malloc_line)"
 status=0
 for seed in $SEEDS; do
     for side in $SIDES; do

@@ -7,6 +7,7 @@
 # reported; peak RSS of each process. Writes bench/results/metrics.md.
 #   bash bench/run_metrics.sh [REPS] [B] [S] [ROUNDS]   (from the repository root, after make)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/torch_malloc.sh"
 REPS=${1:-3}
 B=${2:-8}
 S=${3:-256}
@@ -17,6 +18,7 @@ trap 'rm -rf "$tmp"' EXIT
 cc -std=c11 -O2 -march=native -Iinclude -Isrc bench/bench_metrics.c "$BUILD/liboptvq.a" \
     -lopenblas -lyaml -lcjson -lpng -ljpeg -lz -lm -fopenmp -o "$tmp/bench_metrics"
 echo "inputs: $B images (pairs for LPIPS) of 3 x $S x $S, best of $ROUNDS medians of $REPS after a warm-up"
+echo "torch: $(torch_malloc_line)"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 NPROC=$(nproc) # before OMP_NUM_THREADS is set (nproc honours it)
 echo "cpu:    $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $NPROC cores"
@@ -31,7 +33,7 @@ mkdir -p bench/results
         ot=; om=; tt=; tm=
         for _ in $(seq "$ROUNDS"); do
             read -r a b _ < <("$tmp/bench_metrics" "$kind" "$B" "$S" "$REPS")
-            read -r c d _ < <(/usr/bin/python3 bench/metrics_torch.py "$kind" "$B" "$S" "$REPS")
+            read -r c d _ < <(torch_py bench/metrics_torch.py "$kind" "$B" "$S" "$REPS")
             ot=$(awk -v x="$a" -v y="$ot" 'BEGIN {print (y == "" || x < y) ? x : y}')
             tt=$(awk -v x="$c" -v y="$tt" 'BEGIN {print (y == "" || x < y) ? x : y}')
             om=$b

@@ -5,6 +5,7 @@
 # process. Writes the table to bench/results/model.md.
 #   bash bench/run_model.sh [REPS]          (from the repository root, after make)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/torch_malloc.sh"
 REPS=${1:-3}
 BIN=${OPTVQ_BIN:-build/optvq}
 tmp=$(mktemp -d)
@@ -15,7 +16,7 @@ echo "        1 x 3 x 256 x 256, Sinkhorn assignment, 2 threads, median of $REPS
 echo "cpu:    $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 /usr/bin/python3 bench/model_torch.py save "$tmp/m"
 read -r _ ours peak oabs < <(build/bench/bench_model "$tmp/m" "$REPS")
-read -r _ tt tm tabs < <(/usr/bin/python3 bench/model_torch.py run "$tmp/m" "$REPS")
+read -r _ tt tm tabs < <(torch_py bench/model_torch.py run "$tmp/m" "$REPS")
 echo "mean |output|: optvq $oabs, torch $tabs (same weights and input)"
 mkdir -p bench/results
 {
@@ -25,4 +26,5 @@ mkdir -p bench/results
     echo "| PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') (no_grad) | $tt | $tm |"
     echo
     echo "speedup $(awk -v a="$ours" -v b="$tt" 'BEGIN {printf "%.2fx", b / a}'), memory $(awk -v a="$peak" -v b="$tm" 'BEGIN {printf "%.2fx less", b / a}')"
+    torch_malloc_line
 } | tee bench/results/model.md

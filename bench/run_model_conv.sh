@@ -14,6 +14,7 @@
 #   bash bench/run_model_conv.sh [ROUNDS] [REPS]   (repository root, after make and make bench)
 #   BUILD=build-x bash bench/run_model_conv.sh     (binaries from another build folder)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/torch_malloc.sh"
 ROUNDS=${1:-3}
 REPS=${2:-3}
 BUILD=${BUILD:-build}
@@ -27,6 +28,7 @@ exec > >(tee bench/results/model_conv.md)
 echo "inputs: f16 h4 VQModel (ch 128, ch_mult 1,1,2,2,4, 2 res blocks, attention at 16, 16384 codes, 4 heads),"
 echo "        1 x 3 x 256 x 256, Sinkhorn assignment, 2 threads; per process the median of $REPS after a warm-up;"
 echo "        $ROUNDS rounds of (direct, winograd, bf16, bf16-all, torch); AVX512-BF16: $(grep -qw avx512_bf16 /proc/cpuinfo && echo yes || echo no)"
+echo "torch:  $(torch_malloc_line)"
 echo "cpu:    $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 /usr/bin/python3 bench/model_torch.py save "$tmp/m"
 : >"$tmp/rows"
@@ -35,7 +37,7 @@ for r in $(seq 1 "$ROUNDS"); do
     read -r _ tw pw aw < <(OPTVQ_CONV=winograd "$BENCH" "$tmp/m" "$REPS" fp32 "$tmp/fp32")
     read -r _ tb pb _ < <(OPTVQ_CONV=winograd "$BENCH" "$tmp/m" "$REPS" bf16 "$tmp/bf16")
     read -r _ ta pa _ < <(OPTVQ_CONV=winograd "$BENCH" "$tmp/m" "$REPS" bf16-all "$tmp/bf16-all")
-    read -r _ tt pt at < <(/usr/bin/python3 bench/model_torch.py run "$tmp/m" "$REPS")
+    read -r _ tt pt at < <(torch_py bench/model_torch.py run "$tmp/m" "$REPS")
     echo "$r $td $tw $tt $pd $pw $pt $ad $aw $at $tb $ta $pb $pa" >>"$tmp/rows"
 done
 awk -v reps="$REPS" '

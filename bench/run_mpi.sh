@@ -14,6 +14,7 @@
 # the PatchGAN, global batch 2: the figures docs/distributed.md projects from.
 #   bash bench/run_mpi.sh [--f16] [STEPS]        (after make; STEPS default 6)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/torch_malloc.sh"
 F16=0
 [ "${1:-}" = --f16 ] && { F16=1; shift; }
 STEPS=${1:-6}
@@ -50,8 +51,8 @@ run_pair() { # NAME GLOBAL_BATCH ARGS...
 
 torch_pair() { # NAME GLOBAL_BATCH
     local t1 t2
-    t1=$(OMP_NUM_THREADS=2 /usr/bin/python3 bench/mpi_torch.py 1 2 "$2" "$STEPS" | awk '{print $2}')
-    t2=$(OMP_NUM_THREADS=1 /usr/bin/python3 bench/mpi_torch.py 2 1 $(($2 / 2)) "$STEPS" | awk '{print $2}')
+    t1=$(OMP_NUM_THREADS=2 torch_py bench/mpi_torch.py 1 2 "$2" "$STEPS" | awk '{print $2}')
+    t2=$(OMP_NUM_THREADS=1 torch_py bench/mpi_torch.py 2 1 $(($2 / 2)) "$STEPS" | awk '{print $2}')
     echo "| $1, PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') | 1 x 2 threads | $t1 | - | - |"
     echo "| | DDP 2 x 1 thread (gloo) | $t2 | (overlapped) | - |"
 }
@@ -75,4 +76,6 @@ if [ "$F16" = 1 ]; then
     run_pair "ImageNet f16 h4 + LPIPS + PatchGAN, 256x256" 2 --config "$tmp/f16.yaml" --data "$tmp/x.npy" \
         --lpips "$tmp/lpips.pth" --epochs 1 --limit $((2 * (STEPS < 3 ? STEPS : 3))) --val-limit 0 --seed 1
 fi
+echo
+echo "PyTorch DDP row: $(torch_malloc_line)"
 } | tee bench/results/mpi.md

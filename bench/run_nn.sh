@@ -5,6 +5,7 @@
 # Run it on an otherwise idle machine: with other processes competing for the two
 # cores, OpenMP barriers wait out scheduler time slices (~8 ms steps in the numbers).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/torch_malloc.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../build/bench/bench_nn}
 min_s=${2:-0.4}
@@ -12,7 +13,8 @@ threads=${OPTVQ_BENCH_THREADS:-2}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 OMP_NUM_THREADS=$threads OMP_PROC_BIND=${OMP_PROC_BIND:-false} "$bin" "$min_s" > "$tmp/c.tsv"
-OPTVQ_BENCH_THREADS=$threads OMP_NUM_THREADS=$threads /usr/bin/python3 "$here/torch_nn.py" "$min_s" > "$tmp/t.tsv"
+OPTVQ_BENCH_THREADS=$threads OMP_NUM_THREADS=$threads torch_py "$here/torch_nn.py" "$min_s" > "$tmp/t.tsv"
+echo "# $(torch_malloc_line)" >> "$tmp/t.tsv"
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 /usr/bin/python3 - "$tmp/c.tsv" "$tmp/t.tsv" "$threads" "$load" <<'PY' | tee "$here/results/nn.md"
 import sys

@@ -10,6 +10,7 @@
 # Knobs (environment): THREADS (2), OPTVQ_REPS (5), TORCH_REPS (5),
 # TORCH_SINKHORN_REPS (3: the slow PyTorch rows), FAISS_REPS (5).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/torch_malloc.sh"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${BUILD:-$ROOT/build}"
 PY=/usr/bin/python3
@@ -46,6 +47,7 @@ say "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); optvq commit $commit"
 say "- CPU: $cpu; $(nproc) cores online; $(free -g | awk '/^Mem:/{print $2}') GiB RAM; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 say "- threads: $THREADS (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS; torch.set_num_threads($THREADS); faiss omp_set_num_threads($THREADS))"
 say "- PyTorch $torch_v at $PY; faiss $faiss_v (IndexFlatL2, k=1); OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0 2>/dev/null || echo '?')"
+say "- $(torch_malloc_line)"
 say "- (a) mnist:    x (1024, 8, 8, 8) NCHW, 4 heads, code_dim 2, n_e 1024 -> N = 262144 vectors; cost matrix 262144 x 1024 (1 GiB f32)"
 say "- (b) imagenet: x (8, 256, 16, 16) NCHW, 4 heads, code_dim 64, n_e 16384 -> N = 8192 vectors; cost matrix 8192 x 16384 (512 MiB f32)"
 say "- quantizer: use_proj on, l2 loss, beta 0.25; sinkhorn: epsilon 10, n_iters 5, normalize all, argmax (use_prob=False); nearest: argmin of cdist"
@@ -80,7 +82,7 @@ for cfg in $CONFIGS; do
             run_row "optvq/$cfg/$assign/$op" "$BUILD/bench/bench_quant" "$cfg" "$assign" "$op" "$OPTVQ_REPS"
             treps="$TORCH_REPS"
             [ "$assign" = sinkhorn ] && treps="$TORCH_SINKHORN_REPS"
-            run_row "torch/$cfg/$assign/$op" "$PY" "$ROOT/bench/torch_quant.py" "$cfg" "$assign" "$op" "$treps" "$THREADS"
+            run_row "torch/$cfg/$assign/$op" torch_py "$ROOT/bench/torch_quant.py" "$cfg" "$assign" "$op" "$treps" "$THREADS"
         done
     done
     run_row "optvq/$cfg/nearest/assign" "$BUILD/bench/bench_quant" "$cfg" nearest assign "$OPTVQ_REPS"

@@ -11,6 +11,7 @@
 #   bash bench/run_quant_process.sh [CONFIG] [ROUNDS]   (CONFIG imagenet | mnist; after make)
 #   BUILD=build-x bash bench/run_quant_process.sh       (binary from another build folder)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/torch_malloc.sh"
 CONFIG=${1:-imagenet}
 ROUNDS=${2:-3}
 BUILD=${BUILD:-build}
@@ -33,6 +34,7 @@ echo "- each side: a fresh process that reads the same .npy files, runs forward 
 echo "  and writes indices, x_q, loss and the gradients; wall, user and system seconds and peak RSS from /usr/bin/time"
 echo "- $THREADS threads a side; $ROUNDS interleaved rounds; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs),"
 echo "  $(nproc) cores, load average at start $(cut -d' ' -f1-3 /proc/loadavg); optvq $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "- $(torch_malloc_line)"
 echo
 echo "| round | optvq wall s | user | sys | peak MiB | PyTorch wall s | user | sys | peak MiB | torch/optvq |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -42,7 +44,7 @@ for r in $(seq 1 "$ROUNDS"); do
     /usr/bin/time -o "$tmp/time_o" -f "%e %U %S %M" "$BIN" quantize --input "$tmp/in/x.npy" --embedding "$tmp/in/E.npy" \
         --proj-weight "$tmp/in/W.npy" --proj-bias "$tmp/in/b.npy" --grad-out "$tmp/in/G.npy" --num-head 4 \
         --threads "$THREADS" --out "$tmp/o" >/dev/null
-    /usr/bin/time -o "$tmp/time_t" -f "%e %U %S %M" "$PY" bench/quant_process_torch.py run "$tmp/in" "$CONFIG" "$tmp/t" "$THREADS"
+    /usr/bin/time -o "$tmp/time_t" -f "%e %U %S %M" "${TORCH_PY_CMD[@]}" bench/quant_process_torch.py run "$tmp/in" "$CONFIG" "$tmp/t" "$THREADS"
     read -r ow ou os om <"$tmp/time_o"
     read -r tw tu ts tm <"$tmp/time_t"
     echo "$r $ow $tw" >>"$tmp/rows"

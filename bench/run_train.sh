@@ -5,6 +5,7 @@
 # each is a warm-up; an epoch is 60000/BATCH steps of the measured mean.
 #   bash bench/run_train.sh [LIMIT] [BATCH]      (after make)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/torch_malloc.sh"
 LIMIT=${1:-8192}
 BATCH=${2:-1024}
 BIN=${OPTVQ_BIN:-build/optvq}
@@ -25,8 +26,10 @@ for cfg in optvq vqbase; do
     ours=$(grep '"lr"' "$tmp/run_$cfg/metrics.jsonl" | tail -n +2 | sed 's/.*"seconds": \([0-9.]*\).*/\1/' \
            | awk '{s += $1; n++} END {printf "%.4f", s / n}')
     orss=$(awk '{printf "%.0f", $1 / 1024}' "$tmp/rss")
-    read -r _ theirs _ trss < <(/usr/bin/python3 bench/train_torch.py "$cfg" "$LIMIT" "$BATCH")
+    read -r _ theirs _ trss < <(torch_py bench/train_torch.py "$cfg" "$LIMIT" "$BATCH")
     awk -v c="$cfg" -v a="$ours" -v b="$theirs" -v e="$STEPS_EPOCH" -v r1="$orss" -v r2="$trss" \
         'BEGIN {printf "| %s | %.3f | %.3f | %.2fx | %.0f | %.0f | %s | %s |\n", c, a, b, b / a, a * e, b * e, r1, r2}'
 done
+echo
+torch_malloc_line
 } | tee bench/results/train.md

@@ -6,6 +6,7 @@
 # threads; mean of the steps after the first, peak RSS of each process.
 #   bash bench/run_train_gan.sh [BATCH] [STEPS]      (after make)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/torch_malloc.sh"
 BATCH=${1:-2}
 STEPS=${2:-3}
 BIN=${OPTVQ_BIN:-build/optvq}
@@ -25,7 +26,7 @@ sed 's/use_initiate: kmeans/use_initiate: null/; s/disc_start: 150000/disc_start
 ours=$(grep '"lr"' "$tmp/run/metrics.jsonl" | tail -n +2 | sed 's/.*"seconds": \([0-9.]*\).*/\1/' |
        awk '{s += $1; n++} END {printf "%.3f", s / n}')
 orss=$(awk '{printf "%.0f", $1 / 1024}' "$tmp/rss")
-read -r _ theirs trss < <(/usr/bin/python3 bench/train_gan_torch.py run "$tmp" "$BATCH" "$STEPS")
+read -r _ theirs trss < <(torch_py bench/train_gan_torch.py run "$tmp" "$BATCH" "$STEPS")
 mkdir -p bench/results
 {
 echo "| f16 h4 ae_disc step, batch $BATCH x 256x256 | seconds per step | peak RSS MiB |"
@@ -34,4 +35,5 @@ echo "| optvq $("$BIN" --version | cut -d' ' -f2) | $ours | $orss |"
 echo "| PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') | $theirs | $trss |"
 echo
 echo "speedup $(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.2fx", b / a}'), memory $(awk -v a="$orss" -v b="$trss" 'BEGIN {printf "%.2fx less", b / a}')"
+torch_malloc_line
 } | tee bench/results/train_gan.md
