@@ -11,8 +11,71 @@ held-out evaluation after STEPS steps.
     optvq train --config CFG --out run --epochs 3 --seed 42 --val-limit 10000
     /usr/bin/python3 bench/curves_same_start.py init/model.safetensors run/metrics.jsonl 42 58 [EPOCHS]
 
-EPOCHS (3) sets the OneCycle schedule's length, as the optvq run's."""
-import json, struct, sys, os, time
+EPOCHS (3) sets the OneCycle schedule's length, as the optvq run's.
+
+    /usr/bin/python3 bench/curves_same_start.py --summarize LOG...
+
+reads saved outputs of this script: per log, the first step where the two
+sides' losses differ by more than 0.1%, the largest gradient norm (before
+clipping) on either side, and PyTorch's held-out evaluation at the end.
+
+    /usr/bin/python3 bench/curves_same_start.py --pairs RESULTS LOG...
+
+pairs runs that started from the same weights, after epoch 1: each LOG
+(named seedS.log, PyTorch from optvq's draw of seed S) beside optvq's `null`
+run of that seed in RESULTS (bench/curves_side_by_side.sh's directory), and
+each PyTorch run in RESULTS (`torch-sS`) beside optvq trained from its draw
+(`torchinit-sS`); then the mean difference and its standard error."""
+import json, re, struct, sys, os, time
+
+if len(sys.argv) > 1 and sys.argv[1] == "--summarize":
+    for path in sys.argv[2:]:
+        first, max_gn, final = None, 0.0, "no evaluation (the run did not finish)"
+        for line in open(path):
+            m = re.match(r"step (\d+): torch loss ([\d.]+) .* gn ([\d.]+) \| optvq loss ([\d.]+) .* gn ([\d.]+)", line)
+            if m:
+                step, a, ga, b, gb = int(m[1]), float(m[2]), float(m[3]), float(m[4]), float(m[5])
+                max_gn = max(max_gn, ga, gb)
+                if first is None and abs(a - b) > 1e-3 * abs(a):
+                    first = step
+            elif line.startswith("epoch-end eval"):
+                final = line.split(":", 1)[1].strip()
+        print(f"{path}: losses first differ by more than 0.1% at step {first}; largest gradient norm {max_gn:.1f}; "
+              f"PyTorch at the end: {final}")
+    sys.exit(0)
+
+if len(sys.argv) > 2 and sys.argv[1] == "--pairs":
+    import statistics
+    results = sys.argv[2]
+    def first_epoch(side, seed):
+        path = os.path.join(results, f"{side}-s{seed}", "epochs.jsonl")
+        return json.loads(open(path).readline()) if os.path.exists(path) else None
+    rows = []
+    for path in sys.argv[3:]:
+        seed = int(re.search(r"seed(\d+)\.log$", path)[1])
+        end = [l for l in open(path) if l.startswith("epoch-end eval")]
+        mine = first_epoch("null", seed)
+        if end and mine:
+            theirs = eval(end[-1].split(":", 1)[1])  # the dict this script printed
+            rows.append(("optvq's", seed, mine, theirs))
+    for name in sorted(os.listdir(results)):
+        m = re.fullmatch(r"torch-s(\d+)", name)
+        if m and first_epoch("torchinit", m[1]) and first_epoch("torch", m[1]):
+            rows.append(("PyTorch's", int(m[1]), first_epoch("torchinit", m[1]), first_epoch("torch", m[1])))
+    print("| start drawn by | seed | optvq after epoch 1: PSNR / perplexity | PyTorch after epoch 1: PSNR / perplexity | optvq - PyTorch |")
+    print("|---|---|---|---|---|")
+    for who, seed, o, t in rows:
+        print(f"| {who} | {seed} | {o['val_psnr']:.2f} dB / {o['val_perplexity']:.0f} | "
+              f"{t['val_psnr']:.2f} dB / {t['val_perplexity']:.0f} | {o['val_psnr'] - t['val_psnr']:+.2f} dB |")
+    d = [o["val_psnr"] - t["val_psnr"] for _, _, o, t in rows]
+    if len(d) > 1:
+        sd = statistics.stdev(d)
+        print(f"\nmean difference {statistics.mean(d):+.2f} dB, standard deviation {sd:.2f}, standard error "
+              f"{sd / len(d) ** 0.5:.2f} ({len(d)} pairs); means: optvq {statistics.mean(o['val_psnr'] for _, _, o, _ in rows):.2f} dB, "
+              f"PyTorch {statistics.mean(t['val_psnr'] for _, _, _, t in rows):.2f} dB; perplexity optvq "
+              f"{statistics.mean(o['val_perplexity'] for _, _, o, _ in rows):.0f}, PyTorch "
+              f"{statistics.mean(t['val_perplexity'] for _, _, _, t in rows):.0f}")
+    sys.exit(0)
 import numpy as np, torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE); sys.path.insert(0, os.path.join(HERE, "..", "tools"))

@@ -18,7 +18,6 @@ trap 'rm -rf "$tmp"' EXIT
 cc -std=c11 -O2 -march=native -Iinclude -Isrc bench/bench_metrics.c "$BUILD/liboptvq.a" \
     -lopenblas -lyaml -lcjson -lpng -ljpeg -lz -lm -fopenmp -o "$tmp/bench_metrics"
 echo "inputs: $B images (pairs for LPIPS) of 3 x $S x $S, best of $ROUNDS medians of $REPS after a warm-up"
-echo "torch: $(torch_malloc_line)"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 NPROC=$(nproc) # before OMP_NUM_THREADS is set (nproc honours it)
 echo "cpu:    $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $NPROC cores"
@@ -47,4 +46,5 @@ mkdir -p bench/results
         "peak RSS of the whole process (weights included)."
     echo "Shared $NPROC-core machine: load average $LOAD0 before the runs, $(cut -d' ' -f1-3 /proc/loadavg) after" \
         "(1, 5, 15 min); best of $ROUNDS alternating process runs per side, each the median of $REPS."
+    torch_malloc_line
 } | tee bench/results/metrics.md
