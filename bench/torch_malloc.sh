@@ -4,7 +4,7 @@
 # 32 MiB with its own mmap and unmaps it at free. A training step or a
 # Sinkhorn pass then faults all of its large tensors in again, 4 KiB at a time;
 # page faults are slow on these virtual machines (a Fashion-MNIST training step
-# of the reference recipe spent 60% of its time in the kernel). glibc's tunable
+# of the reference recipe spent most of its time in the kernel). glibc's tunable
 # glibc.malloc.hugetlb=1 asks for 2 MiB pages on those mappings (madvise), 512x
 # fewer faults: the same step took 3.99 s instead of 21.73 s. optvq needs no setting
 # (it allocates its buffers once and asks for 2 MiB pages itself), so this is
