@@ -7,7 +7,6 @@
  * buffers (288 x 35 x 35 per image, the largest tensor inside a mixed block)
  * hold the branches, whose results are copied into the output at their channel
  * offsets (torch.cat order). About 15 MB per image in all. */
-#include "core/bigalloc.h"
 #include "eval/fid.h"
 
 #include <cblas.h>
@@ -16,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "eval/net_load.h"

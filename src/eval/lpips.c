@@ -16,7 +16,6 @@
  * Backward needs only the relu outputs: relu'(x) = [y > 0], the conv backward is
  * data-only (weights are frozen) and the max-pool argmax is recomputed from its
  * input, which is a saved relu output. */
-#include "core/bigalloc.h"
 #include "eval/lpips.h"
 
 #include <math.h>
@@ -24,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "io/weights.h"

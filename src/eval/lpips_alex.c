@@ -3,7 +3,6 @@
  * per-tile double sums, fixed summation order), without the backward pass.
  * Both images of every pair go through the trunk as one batch of 2B (x0's
  * first), so each layer is one convolution call. */
-#include "core/bigalloc.h"
 #include "eval/lpips_alex.h"
 
 #include <math.h>
@@ -11,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "eval/net_load.h"

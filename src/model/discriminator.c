@@ -12,9 +12,9 @@
  * while the input fits and grow (never shrink) when it does not.
  * LeakyReLU runs in place on a[i]; its backward tests the sign of the output, which is
  * the sign of the input for slope 0.2 (what torch's inplace=True LeakyReLU does too). */
-#include "core/bigalloc.h"
 #include "model/discriminator.h"
 
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "core/rng.h"
 

@@ -9,9 +9,9 @@
  * all and is reused while the batch and image shape stay the same. Backward
  * needs two gradient buffers (ping-pong between blocks) and up to three
  * scratch buffers, which forward also uses for its temporaries. */
-#include "core/bigalloc.h"
 #include "model/trainer.h"
 
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "model/graph.h"
 #include "model/vqmodel.h"

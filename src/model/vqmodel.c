@@ -4,9 +4,9 @@
  * two buffers plus the blocks' scratch, sized by the graphs' planner, so
  * memory stays a few activations, not the whole graph. One registry holds
  * every parameter, the quantizer's as aliases of its own buffers. */
-#include "core/bigalloc.h"
 #include "model/vqmodel.h"
 
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "model/graph.h"
