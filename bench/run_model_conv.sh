@@ -29,6 +29,7 @@ echo "inputs: f16 h4 VQModel (ch 128, ch_mult 1,1,2,2,4, 2 res blocks, attention
 echo "        1 x 3 x 256 x 256, Sinkhorn assignment, 2 threads; per process the median of $REPS after a warm-up;"
 echo "        $ROUNDS rounds of (direct, winograd, bf16, bf16-all, torch); AVX512-BF16: $(grep -qw avx512_bf16 /proc/cpuinfo && echo yes || echo no)"
 echo "torch:  $(torch_malloc_line)"
+echo "blas:   $(openblas_line)"
 echo "cpu:    $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 /usr/bin/python3 bench/model_torch.py save "$tmp/m"
 : >"$tmp/rows"

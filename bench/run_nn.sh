@@ -15,6 +15,7 @@ trap 'rm -rf "$tmp"' EXIT
 OMP_NUM_THREADS=$threads OMP_PROC_BIND=${OMP_PROC_BIND:-false} "$bin" "$min_s" > "$tmp/c.tsv"
 OPTVQ_BENCH_THREADS=$threads OMP_NUM_THREADS=$threads torch_py "$here/torch_nn.py" "$min_s" > "$tmp/t.tsv"
 echo "# $(torch_malloc_line)" >> "$tmp/t.tsv"
+echo "# $(openblas_line)" >> "$tmp/t.tsv"
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 /usr/bin/python3 - "$tmp/c.tsv" "$tmp/t.tsv" "$threads" "$load" <<'PY' | tee "$here/results/nn.md"
 import sys

@@ -32,4 +32,5 @@ for cfg in optvq vqbase; do
 done
 echo
 torch_malloc_line
+openblas_line
 } | tee bench/results/train.md

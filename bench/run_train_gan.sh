@@ -36,4 +36,5 @@ echo "| PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') 
 echo
 echo "speedup $(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.2fx", b / a}'), memory $(awk -v a="$orss" -v b="$trss" 'BEGIN {printf "%.2fx less", b / a}')"
 torch_malloc_line
+openblas_line
 } | tee bench/results/train_gan.md

@@ -29,3 +29,12 @@ torch_malloc_line() {
 }
 # The same as a command word list, for /usr/bin/time: "${TORCH_PY_CMD[@]}" SCRIPT ARGS...
 TORCH_PY_CMD=(env "GLIBC_TUNABLES=$TORCH_GLIBC_TUNABLES" /usr/bin/python3)
+# OpenBLAS (optvq's GEMMs, and PyTorch's BLAS calls; not its oneDNN convolutions)
+# picks its kernels by CPU unless OPENBLAS_CORETYPE forces a set: name which.
+openblas_line() {
+    if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
+        echo "OpenBLAS kernels: OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE"
+    else
+        echo "OpenBLAS kernels: chosen by OpenBLAS for this CPU (OPENBLAS_CORETYPE unset)"
+    fi
+}
