@@ -17,8 +17,6 @@ hugetlb) TORCH_GLIBC_TUNABLES="glibc.malloc.hugetlb=1" ;;
 default) TORCH_GLIBC_TUNABLES="" ;;
 *) echo "bench: BENCH_TORCH_MALLOC must be hugetlb or default, not '$BENCH_TORCH_MALLOC'" >&2; exit 2 ;;
 esac
-# Run the PyTorch side: torch_py SCRIPT ARGS... (any /usr/bin/python3 command line)
-torch_py() { GLIBC_TUNABLES="$TORCH_GLIBC_TUNABLES" /usr/bin/python3 "$@"; }
 # One line for the report's inputs.
 torch_malloc_line() {
     if [ -n "$TORCH_GLIBC_TUNABLES" ]; then
@@ -27,8 +25,10 @@ torch_malloc_line() {
         echo "PyTorch's malloc: glibc's defaults (BENCH_TORCH_MALLOC=default)"
     fi
 }
-# The same as a command word list, for /usr/bin/time: "${TORCH_PY_CMD[@]}" SCRIPT ARGS...
+# The PyTorch command as a word list, for /usr/bin/time: "${TORCH_PY_CMD[@]}" SCRIPT ARGS...
 TORCH_PY_CMD=(env "GLIBC_TUNABLES=$TORCH_GLIBC_TUNABLES" /usr/bin/python3)
+# Run the PyTorch side: torch_py SCRIPT ARGS... (any /usr/bin/python3 command line)
+torch_py() { "${TORCH_PY_CMD[@]}" "$@"; }
 # OpenBLAS (optvq's GEMMs, and PyTorch's BLAS calls; not its oneDNN convolutions)
 # picks its kernels by CPU unless OPENBLAS_CORETYPE forces a set: name which.
 openblas_line() {

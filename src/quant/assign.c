@@ -1,5 +1,6 @@
 #include "quant/assign.h"
 
+#include "core/bigalloc.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "quant/simd_exp.h"
@@ -44,9 +45,7 @@ static float *matrix_alloc(size_t bytes)
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-#ifdef MADV_HUGEPAGE
-    madvise(p, bytes, MADV_HUGEPAGE); /* advice only: 4 KiB pages still work */
-#endif
+    optvq_big_advise(p, bytes);
     return p;
 }
 
