@@ -50,20 +50,24 @@ done
 row() {
     local cfg=$1 run="$RUNS/$1"
     get() { sed -n "s/.*\"$1\":[[:space:]]*\([-0-9.e+]*\).*/\1/p" "$run/eval.json" | head -1; }
-    local n hours tu status=""
+    local n hours med tu status=""
     [ -f "$run/stopped.txt" ] && status=" of $(epochs_wanted "$cfg"), stopped"
     n=$(grep -c '"epoch_end"' "$run/metrics.jsonl")
-    hours=$(grep '"epoch_end"' "$run/metrics.jsonl" | sed 's/.*"seconds": \([0-9.]*\).*/\1/' |
-            awk '{s += $1} END {printf "%.2f", s / 3600}')
+    local secs
+    secs=$(grep '"epoch_end"' "$run/metrics.jsonl" | sed 's/.*"seconds": \([0-9.]*\).*/\1/')
+    hours=$(echo "$secs" | awk '{s += $1} END {printf "%.2f", s / 3600}')
+    # The median epoch: what an epoch takes on the machine when nothing else
+    # runs; the summed hours include epochs slowed by other work.
+    med=$(echo "$secs" | sort -n | awk '{v[NR] = $1} END {printf "%.1f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
     tu=$(grep '"epoch_end"' "$run/metrics.jsonl" | tail -1 | sed 's/.*"train_usage": \([0-9.e-]*\).*/\1/')
-    awk -v c="$cfg" -v n="$n" -v h="$hours" -v tu="$tu" -v u="$(get usage)" -v p="$(get perplexity)" \
+    awk -v c="$cfg" -v n="$n" -v h="$hours" -v m="$med" -v tu="$tu" -v u="$(get usage)" -v p="$(get perplexity)" \
         -v d="$(get dead_codes)" -v ps="$(get psnr)" -v ss="$(get ssim)" \
         -v st="$status" \
-        'BEGIN {printf "| %s | %d%s | %s | %.1f%% | %.1f%% | %.1f | %d | %.2f | %.4f |\n", c, n, st, h, 100 * tu, 100 * u, p, d, ps, ss}'
+        'BEGIN {printf "| %s | %d%s | %s | %s s | %.1f%% | %.1f%% | %.1f | %d | %.2f | %.4f |\n", c, n, st, h, m, 100 * tu, 100 * u, p, d, ps, ss}'
 }
 {
-echo "| config | epochs | train hours | train usage (last epoch) | test usage | test perplexity | dead codes | test PSNR | test SSIM |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| config | epochs | train hours | median epoch | train usage (last epoch) | test usage | test perplexity | dead codes | test PSNR | test SSIM |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for cfg in optvq vqbase; do row "$cfg"; done
 for cfg in optvq vqbase; do
     if [ -f "$RUNS/$cfg/stopped.txt" ]; then
