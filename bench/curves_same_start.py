@@ -45,7 +45,7 @@ if len(sys.argv) > 1 and sys.argv[1] == "--summarize":
     sys.exit(0)
 
 if len(sys.argv) > 2 and sys.argv[1] == "--pairs":
-    import statistics
+    import ast, statistics
     results = sys.argv[2]
     def first_epoch(side, seed):
         path = os.path.join(results, f"{side}-s{seed}", "epochs.jsonl")
@@ -56,12 +56,14 @@ if len(sys.argv) > 2 and sys.argv[1] == "--pairs":
         end = [l for l in open(path) if l.startswith("epoch-end eval")]
         mine = first_epoch("null", seed)
         if end and mine:
-            theirs = eval(end[-1].split(":", 1)[1])  # the dict this script printed
+            theirs = ast.literal_eval(end[-1].split(":", 1)[1].strip())  # the dict this script printed
             rows.append(("optvq's", seed, mine, theirs))
     for name in sorted(os.listdir(results)):
         m = re.fullmatch(r"torch-s(\d+)", name)
-        if m and first_epoch("torchinit", m[1]) and first_epoch("torch", m[1]):
-            rows.append(("PyTorch's", int(m[1]), first_epoch("torchinit", m[1]), first_epoch("torch", m[1])))
+        if m:
+            mine, theirs = first_epoch("torchinit", m[1]), first_epoch("torch", m[1])
+            if mine and theirs:
+                rows.append(("PyTorch's", int(m[1]), mine, theirs))
     print("| start drawn by | seed | optvq after epoch 1: PSNR / perplexity | PyTorch after epoch 1: PSNR / perplexity | optvq - PyTorch |")
     print("|---|---|---|---|---|")
     for who, seed, o, t in rows:

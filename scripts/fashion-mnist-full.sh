@@ -50,10 +50,9 @@ done
 row() {
     local cfg=$1 run="$RUNS/$1"
     get() { sed -n "s/.*\"$1\":[[:space:]]*\([-0-9.e+]*\).*/\1/p" "$run/eval.json" | head -1; }
-    local n hours med tu status=""
+    local n secs hours med tu status=""
     [ -f "$run/stopped.txt" ] && status=" of $(epochs_wanted "$cfg"), stopped"
     n=$(grep -c '"epoch_end"' "$run/metrics.jsonl")
-    local secs
     secs=$(grep '"epoch_end"' "$run/metrics.jsonl" | sed 's/.*"seconds": \([0-9.]*\).*/\1/')
     hours=$(echo "$secs" | awk '{s += $1} END {printf "%.2f", s / 3600}')
     # The median epoch: what an epoch takes on the machine when nothing else
